@@ -1,0 +1,113 @@
+"""On-disk cache of preprocessed arrays, keyed by dataset content and preprocessing settings.
+
+Every trial on a node memory-maps the same ``.npy`` files instead of re-reading the scans.
+Layout: ``<cache_dir>/preprocessed/<key>/<name>.npy`` plus ``arrays.json`` listing the names;
+a cache folder appears by one atomic rename, so a reader never sees half of one.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+_INDEX = "arrays.json"
+_SAFE_KEY = re.compile(r"^[A-Za-z0-9._-]+$")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
+
+
+def _file_digest(path: Path, chunk_bytes: int) -> tuple[int, str]:
+    """Size and blake2b of the first and last ``chunk_bytes`` of a file."""
+    size = path.stat().st_size
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        digest.update(handle.read(chunk_bytes))
+        if size > chunk_bytes:
+            handle.seek(max(chunk_bytes, size - chunk_bytes))
+            digest.update(handle.read(chunk_bytes))
+    return size, digest.hexdigest()
+
+
+def dataset_fingerprint(files: Iterable[Path], *, chunk_bytes: int = 1 << 20) -> str:
+    """Content hash of a dataset: each file's name relative to their common folder, size, head and tail.
+
+    Folders are expanded to the files under them. Reads at most 2 x ``chunk_bytes`` per file.
+    """
+    paths: set[Path] = set()
+    for item in files:
+        item = Path(item).absolute()
+        if item.is_dir():
+            paths.update(p for p in item.rglob("*") if p.is_file())
+        else:
+            paths.add(item)
+    if not paths:
+        return hashlib.blake2b(b"", digest_size=16).hexdigest()
+    common = Path(os.path.commonpath([p.parent for p in paths]))
+    digest = hashlib.blake2b(digest_size=16)
+    for rel, path in sorted((p.relative_to(common).as_posix(), p) for p in paths):
+        size, content = _file_digest(path, chunk_bytes)
+        digest.update(f"{rel}\0{size}\0{content}\n".encode())
+    return digest.hexdigest()
+
+
+def hash_settings(settings: Mapping[str, Any]) -> str:
+    """Stable short hash of JSON-able settings (tuples and lists hash alike, keys sorted)."""
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+def _complete(folder: Path) -> bool:
+    return (folder / _INDEX).is_file()
+
+
+def _load(folder: Path) -> dict[str, np.ndarray]:
+    names = json.loads((folder / _INDEX).read_text())["arrays"]
+    return {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in names}
+
+
+def _write(folder: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    for name, array in arrays.items():
+        if not _SAFE_NAME.match(name):
+            raise ValueError(f"Array name {name!r} must be letters, digits, _ or -, parts joined by '/'")
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        np.save(folder / f"{name}.npy", np.ascontiguousarray(array))
+    (folder / _INDEX).write_text(json.dumps({"arrays": list(arrays)}))  # written last: marks complete
+
+
+def cached_arrays(*, cache_dir: Path, key: str,
+                  build: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Arrays under ``key``: memory-mapped (read-only) from the cache, built and stored first if absent."""
+    if not _SAFE_KEY.match(key):
+        raise ValueError(f"Cache key {key!r} must be letters, digits, '.', '_' or '-'")
+    final = Path(cache_dir) / "preprocessed" / key
+    if _complete(final):
+        logger.info("Preprocessed cache hit: %s", final)
+        return _load(final)
+    logger.info("Preprocessed cache miss: building %s", final)
+    arrays = build()
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
+    try:
+        _write(staging, arrays)
+        if final.exists() and not _complete(final):
+            logger.warning("Removing an incomplete cache folder %s", final)
+            shutil.rmtree(final, ignore_errors=True)
+        try:
+            os.replace(staging, final)
+        except OSError:
+            if not _complete(final):  # not a concurrent builder that finished first
+                raise
+            logger.info("Another process built %s first; using its copy", final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return _load(final)

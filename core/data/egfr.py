@@ -1,0 +1,265 @@
+"""EGFR mutation status from CT: read the folder + labels CSV, split, preprocess once, cache.
+
+Layout: one volume per case in ``root`` (``<case>.nii.gz``, ``.nii``, ``.mhd``, ``.nrrd`` or a
+DICOM series folder ``<case>/``), a CSV with a case-id and a label column, and optionally
+``masks/<case>.*`` tumour masks that choose the crop.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import pandas as pd
+
+from core.config import DataConfig
+from core.data.cache import cached_arrays, dataset_fingerprint, hash_settings
+from core.data.phantoms import egfr_phantom
+from core.data.prepared import SPLITS, DataOptions, PreparedData
+from core.data.splits import split_manifest
+from core.errors import DataError
+from core.imageio import ACCEPTED, Geometry, find_volumes, read_volume, resize, volume_files
+
+logger = logging.getLogger(__name__)
+
+UNKNOWN_LABELS = frozenset({"unknown", "not collected", "na", "n/a", "nan", "", "not available"})
+ORIENTATION = "LPS"  # every case is reoriented so array axes share one sense before cropping
+PREPROCESS_VERSION = 1  # bump when preprocess_case changes, to invalidate old caches
+T = TypeVar("T")
+
+
+def _labels_csv(root: Path, labels_csv: Path | None) -> Path:
+    if labels_csv is not None:
+        if not Path(labels_csv).is_file():
+            raise DataError(f"Labels CSV {labels_csv} does not exist; pass --labels-csv with the path "
+                            "of the CSV holding the case ids and labels.")
+        return Path(labels_csv)
+    found = sorted(p for p in root.glob("*.csv") if not p.name.startswith("."))
+    if len(found) != 1:
+        listed = ", ".join(p.name for p in found) or "none"
+        raise DataError(f"Found {len(found)} CSV files in {root} ({listed}); put exactly one labels CSV "
+                        "there or pass --labels-csv.")
+    return found[0]
+
+
+def _column(table: pd.DataFrame, name: str, option: str, csv_path: Path) -> str:
+    """The table's column matching ``name`` (exactly, else ignoring case and outer spaces)."""
+    if name in table.columns:
+        return name
+    loose = {str(c).strip().lower(): c for c in table.columns}
+    if name.strip().lower() in loose:
+        return loose[name.strip().lower()]
+    raise DataError(f"{csv_path} has no column {name!r}; its columns are {list(table.columns)}. "
+                    f"Pass {option} with the right one.")
+
+
+def _read_labels(csv_path: Path, id_column: str, label_column: str) -> pd.DataFrame:
+    """Two string columns, ``id`` and ``raw``, one row per case id (stripped)."""
+    try:
+        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise DataError(f"Cannot read labels CSV {csv_path}: {err}. "
+                        "A comma-separated UTF-8 file is needed.") from err
+    id_col = _column(table, id_column, "--id-column", csv_path)
+    label_col = _column(table, label_column, "--label-column", csv_path)
+    labels = pd.DataFrame({"id": table[id_col].str.strip(), "raw": table[label_col].str.strip()})
+    labels = labels[labels["id"] != ""]
+    duplicated = labels["id"][labels["id"].duplicated()].unique()
+    if len(duplicated):
+        raise DataError(f"{csv_path} lists {len(duplicated)} case ids more than once in column "
+                        f"{id_col!r} (e.g. {_examples(duplicated)}); keep one row per case.")
+    return labels
+
+
+def _examples(ids: Iterable[str]) -> str:
+    ids = sorted(ids)
+    return ", ".join(ids[:5]) + (" ..." if len(ids) > 5 else "")
+
+
+def _encode(labels: pd.DataFrame, positive_value: str, csv_path: Path,
+            label_column: str) -> pd.DataFrame:
+    """Drop unknown-vocabulary rows (logged with a count) and map the rest to 1 (positive) or 0."""
+    norm = labels["raw"].str.lower()
+    unknown = norm.isin(UNKNOWN_LABELS)
+    if unknown.any():
+        seen = labels["raw"][unknown].value_counts().to_dict()
+        logger.warning("Dropped %d of %d rows in %s whose %r is unknown: %s", int(unknown.sum()),
+                       len(labels), csv_path, label_column, seen)
+    kept = labels[~unknown].copy()
+    kept["label"] = (norm[~unknown] == positive_value.strip().lower()).astype(np.int64)
+    return kept
+
+
+def read_egfr_manifest(root: Path, *, labels_csv: Path | None = None, id_column: str = "Case ID",
+                       label_column: str = "EGFR mutation status", positive_value: str = "Mutant",
+                       masks_dir: Path | None = None) -> pd.DataFrame:
+    """Labelled cases that have a volume: columns id, group, label (0/1), image, mask (path or None)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"Dataset folder {root} does not exist or is not a folder; pass --data with the "
+                        "folder that holds one volume per case.")
+    masks_dir = Path(masks_dir) if masks_dir is not None else root / "masks"
+    inside = masks_dir.name if masks_dir.parent.resolve() == root.resolve() else "masks"
+    volumes = find_volumes(root, exclude={"masks", inside})
+    if not volumes:
+        raise DataError(f"No volume found in {root}; each case must be {ACCEPTED}.")
+    csv_path = _labels_csv(root, labels_csv)
+    labels = _read_labels(csv_path, id_column, label_column)
+    no_volume = set(labels["id"]) - set(volumes)
+    if no_volume:
+        logger.warning("%d cases in %s have no volume in %s (e.g. %s)", len(no_volume), csv_path.name,
+                       root, _examples(no_volume))
+    no_label = set(volumes) - set(labels["id"])
+    if no_label:
+        logger.warning("%d volumes in %s have no row in %s (e.g. %s)", len(no_label), root,
+                       csv_path.name, _examples(no_label))
+    labelled = _encode(labels, positive_value, csv_path, label_column)
+    labelled = labelled[labelled["id"].isin(volumes.keys())].sort_values("id")
+    if labelled.empty:
+        raise DataError(f"No labelled case with a volume is left: {len(volumes)} volumes in {root} "
+                        f"(e.g. {_examples(volumes)}), {len(labels)} rows in {csv_path} (ids e.g. "
+                        f"{_examples(labels['id'])}). Check --id-column and the file names.")
+    if labelled["label"].nunique() < 2:
+        seen = labels["raw"].value_counts().to_dict()
+        raise DataError(f"Only one class is left in {csv_path} (values seen in {label_column!r}: "
+                        f"{seen}; positive value {positive_value!r}). Pass --positive-value with the "
+                        "value that marks the positive class.")
+    masks = _find_masks(masks_dir, default=masks_dir == root / "masks")
+    manifest = pd.DataFrame({
+        "id": labelled["id"].to_numpy(), "group": labelled["id"].to_numpy(),
+        "label": labelled["label"].to_numpy(np.int64),
+        "image": [str(volumes[i]) for i in labelled["id"]],
+        "mask": [str(masks[i]) if i in masks else None for i in labelled["id"]],
+    })
+    logger.info("EGFR manifest: %d cases (%d positive), %d with a mask, from %s", len(manifest),
+                int(manifest["label"].sum()), int(manifest["mask"].notna().sum()), root)
+    return manifest
+
+
+def _find_masks(masks_dir: Path, *, default: bool) -> dict[str, Path]:
+    """Case id -> mask path; a missing folder is fine only when it was not asked for."""
+    if masks_dir.is_dir():
+        return find_volumes(masks_dir, exclude=())
+    if not default:
+        raise DataError(f"Masks folder {masks_dir} does not exist; pass a folder of <case> masks "
+                        "or leave the option out.")
+    return {}
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(start, stop) voxel indices of the non-zero region per axis, stop exclusive; None if empty."""
+    foreground = mask != 0
+    starts, stops = [], []
+    for axis in range(mask.ndim):
+        hits = np.flatnonzero(foreground.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        if hits.size == 0:
+            return None
+        starts.append(hits[0])
+        stops.append(hits[-1] + 1)
+    return np.array(starts), np.array(stops)
+
+
+def _crop_padded(array: np.ndarray, start: np.ndarray, stop: np.ndarray, fill: float) -> np.ndarray:
+    """array[start:stop] per axis; the part of the box outside the array is ``fill``."""
+    out = np.full(tuple(stop - start), fill, dtype=array.dtype)
+    lo, hi = np.maximum(start, 0), np.minimum(stop, array.shape)
+    inside = tuple(slice(a, b) for a, b in zip(lo, hi))
+    out[tuple(slice(a - s, b - s) for a, b, s in zip(lo, hi, start))] = array[inside]
+    return out
+
+
+def preprocess_case(image: np.ndarray, geometry: Geometry, mask: np.ndarray | None, *,
+                    shape: tuple[int, int, int], hu_window: tuple[float, float],
+                    crop_margin_mm: float) -> np.ndarray:
+    """(z, y, x) HU volume -> (D, H, W) float32 in [0, 1]: window, crop around the mask, resize.
+
+    The crop is the mask's bounding box plus ``crop_margin_mm`` on every side; where that box leaves
+    the volume it is padded with the window minimum, so the tumour stays centred.
+    """
+    lo, hi = hu_window
+    scaled = (np.clip(image, lo, hi) - lo) / (hi - lo)
+    if mask is not None:
+        if mask.shape != image.shape:
+            raise DataError(f"Mask shape {mask.shape} differs from image shape {image.shape}.")
+        box = _bounding_box(mask)
+        if box is None:
+            logger.warning("Empty tumour mask: using the whole volume")
+        else:
+            margin = crop_margin_mm / np.asarray(geometry.spacing[::-1])  # (z, y, x) voxels
+            start = np.floor(box[0] - margin).astype(int)
+            stop = np.ceil(box[1] + margin).astype(int)
+            scaled = _crop_padded(scaled, start, stop, fill=0.0)
+    return np.clip(resize(scaled, tuple(shape), mode="trilinear"), 0.0, 1.0)
+
+
+def _progress(items: list[T], *, desc: str) -> Iterator[T]:
+    """Yield ``items`` with a tqdm bar on a terminal, else an INFO log line every ~10 %."""
+    if sys.stderr.isatty():
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            pass
+        else:
+            yield from tqdm(items, desc=desc)
+            return
+    step = max(1, len(items) // 10)
+    for i, item in enumerate(items, 1):
+        yield item
+        if i % step == 0 or i == len(items):
+            logger.info("%s: %d/%d", desc, i, len(items))
+
+
+def _load_case(row: pd.Series, data_cfg: DataConfig) -> np.ndarray:
+    image, geometry = read_volume(Path(row["image"]), orient=ORIENTATION)
+    mask = None
+    if isinstance(row["mask"], str):
+        mask, _ = read_volume(Path(row["mask"]), orient=ORIENTATION)
+        if mask.shape != image.shape:
+            raise DataError(f"Mask {row['mask']} has shape {mask.shape} (z, y, x) but its image "
+                            f"{row['image']} has {image.shape}; a mask must be on its image's voxel grid.")
+    return preprocess_case(image, geometry, mask, shape=data_cfg.shape, hu_window=data_cfg.hu_window,
+                           crop_margin_mm=data_cfg.crop_margin_mm)
+
+
+def _build(splits: pd.DataFrame, data_cfg: DataConfig) -> dict[str, np.ndarray]:
+    """Preprocess every case once; split rows keep the manifest's order."""
+    rows = [row for _, row in splits.iterrows()]
+    x = np.stack([_load_case(row, data_cfg) for row in _progress(rows, desc="Preprocessing EGFR cases")])
+    arrays = {}
+    for name in SPLITS:
+        chosen = (splits["split"] == name).to_numpy()
+        arrays[f"{name}/x"] = x[chosen][:, None].astype(np.float32)
+        arrays[f"{name}/y"] = splits["label"].to_numpy(np.int64)[chosen]
+    return arrays
+
+
+def prepare_egfr(data_cfg: DataConfig, options: DataOptions, *, seed: int) -> PreparedData:
+    """Manifest -> split -> (N, 1, D, H, W) float32 arrays in [0, 1], cached once per dataset + settings.
+
+    ``options.root`` None uses the phantom (generated under ``options.cache_dir`` on first use).
+    """
+    if len(data_cfg.shape) != 3:
+        raise DataError(f"EGFR volumes need a 3D shape (D, H, W), got data/shape={data_cfg.shape}.")
+    root = Path(options.root) if options.root is not None else egfr_phantom(options.cache_dir)
+    manifest = read_egfr_manifest(root, labels_csv=options.labels_csv, id_column=options.id_column,
+                                  label_column=options.label_column,
+                                  positive_value=options.positive_value)
+    csv_path = _labels_csv(root, options.labels_csv)
+    splits = split_manifest(manifest, fractions=data_cfg.split, seed=seed)
+    volumes = (*manifest["image"], *manifest["mask"].dropna())
+    files = [csv_path, *(f for path in volumes for f in volume_files(Path(path)))]
+    settings = {"version": PREPROCESS_VERSION, "orientation": ORIENTATION, "shape": data_cfg.shape,
+                "hu_window": data_cfg.hu_window, "crop_margin_mm": data_cfg.crop_margin_mm,
+                "split": data_cfg.split, "seed": seed, "id_column": options.id_column,
+                "label_column": options.label_column, "positive_value": options.positive_value}
+    key = f"egfr-{dataset_fingerprint(files)[:16]}-{hash_settings(settings)}"
+    arrays = cached_arrays(cache_dir=options.cache_dir, key=key, build=lambda: _build(splits, data_cfg))
+    train_y = np.asarray(arrays["train/y"])
+    info = {"task": "egfr", "n_cases": len(splits), "n_positive": int(splits["label"].sum()),
+            "pos_fraction_train": float(train_y.mean()) if train_y.size else 0.0, "cache_key": key,
+            "source": str(root) if options.root is not None else "phantom", "data_dir": str(root),
+            "n_with_mask": int(splits["mask"].notna().sum())}
+    return PreparedData(arrays=arrays, splits=splits, info=info)

@@ -1,0 +1,133 @@
+"""A synthetic EGFR dataset in the real on-disk layout (NIfTI CT + masks/ + clinical CSV).
+
+Each case is a 48x64x64 (z, y, x) int16 HU chest patch: a soft-tissue body ellipse holding two
+air-filled lungs with a few small vessels, and one tumour ellipsoid (radius 4-9 mm) in a lung.
+The learnable signal is the tumour's texture: EGFR-mutant tumours are part-solid (ground glass
+around -300 HU with a brighter solid core), wild-type tumours are solid and homogeneous (~+40 HU).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.imageio import Geometry, write_volume
+
+logger = logging.getLogger(__name__)
+
+VERSION = "egfr-v1"
+SHAPE = (48, 64, 64)  # (z, y, x) voxels
+MARKER = ".complete.json"  # hidden, so volume discovery skips it
+FLIPPED = (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0)
+IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+
+def _ellipsoid(grid: tuple[np.ndarray, ...], centre: np.ndarray, semi_axes: np.ndarray) -> np.ndarray:
+    """Normalised radius (<=1 inside) of an axis-aligned ellipsoid on an open (z, y, x) mm grid."""
+    return sum(((g - c) / a) ** 2 for g, c, a in zip(grid, centre, semi_axes)) ** 0.5
+
+
+def _lung_point(rng: np.random.Generator, lungs: list[tuple[np.ndarray, np.ndarray]],
+                reach: float) -> np.ndarray:
+    """A random point in a random lung, within ``reach`` of its normalised radius."""
+    centre, semi_axes = lungs[rng.integers(len(lungs))]
+    direction = rng.normal(size=3)
+    direction /= np.linalg.norm(direction)
+    return centre + semi_axes * direction * reach * rng.uniform() ** (1 / 3)
+
+
+def _case_volume(rng: np.random.Generator, mutant: bool) -> tuple[np.ndarray, np.ndarray, Geometry]:
+    """One case: (z, y, x) int16 HU volume, uint8 tumour mask, and a random geometry."""
+    inplane, thickness = rng.uniform(0.6, 0.9), rng.uniform(1.25, 2.5)
+    spacing_zyx = np.array([thickness, inplane, inplane])
+    extent = spacing_zyx * SHAPE
+    grid = tuple(np.ogrid[0:SHAPE[0], 0:SHAPE[1], 0:SHAPE[2]][k] * spacing_zyx[k] for k in range(3))
+    mid = extent / 2
+    volume = np.full(SHAPE, -1000.0)
+    body = _ellipsoid(grid[1:], mid[1:], extent[1:] * [0.44, 0.47]) <= 1
+    volume[np.broadcast_to(body, SHAPE)] = 40.0
+    lungs = [(mid + [0, 0.02 * extent[1], side * 0.22 * extent[2]], extent * [0.6, 0.34, 0.18])
+             for side in (-1, 1)]
+    for centre, semi_axes in lungs:
+        volume[_ellipsoid(grid, centre, semi_axes) <= 1] = -830.0
+    for _ in range(rng.integers(4, 9)):  # vessels: small bright blobs, not the tumour's texture
+        vessel = _ellipsoid(grid, _lung_point(rng, lungs, 0.9), np.full(3, rng.uniform(1.0, 2.2)))
+        volume[vessel <= 1] = 30.0
+
+    radius = rng.uniform(4.0, 9.0) * rng.uniform(0.8, 1.2, size=3)
+    centre = _lung_point(rng, lungs, 0.5)
+    centre[0] = np.clip(centre[0], radius[0] + 2, extent[0] - radius[0] - 2)
+    r = _ellipsoid(grid, centre, radius)
+    mask = r <= 1
+    if mutant:  # part-solid: ground glass with a brighter solid core and a mottled texture
+        volume[mask] = rng.uniform(-600, -400) + rng.normal(0, 50, size=mask.sum())
+        volume[r <= rng.uniform(0.15, 0.35)] = rng.uniform(0, 50)
+    else:  # solid and homogeneous
+        volume[mask] = rng.normal(40, 12)
+    volume += rng.normal(0, 20, size=SHAPE)
+
+    direction = FLIPPED if rng.uniform() < 0.25 else IDENTITY
+    origin = (rng.uniform(-220, -120), rng.uniform(-220, -120), rng.uniform(-400, -50))
+    geometry = Geometry(spacing=(inplane, inplane, thickness), origin=origin, direction=direction)
+    return np.clip(volume, -1024, 3071).round().astype(np.int16), mask.astype(np.uint8), geometry
+
+
+def _clinical(rng: np.random.Generator, n_cases: int) -> pd.DataFrame:
+    """NSCLC-Radiogenomics-style table: about 20 % Mutant, a few Unknown / Not collected rows."""
+    ids = [f"R01-{i + 1:03d}" for i in range(n_cases)]
+    n_unknown, n_uncollected = max(1, round(0.04 * n_cases)), max(1, round(0.02 * n_cases))
+    n_labelled = n_cases - n_unknown - n_uncollected
+    n_mutant = max(3, round(0.2 * n_labelled))
+    status = (["Mutant"] * n_mutant + ["Wildtype"] * (n_labelled - n_mutant)
+              + ["Unknown"] * n_unknown + ["Not collected"] * n_uncollected)
+    return pd.DataFrame({
+        "Case ID": ids,
+        "Patient affiliation": "Phantom",
+        "Age at Histological Diagnosis": rng.integers(45, 88, size=n_cases),
+        "Gender": rng.choice(["Male", "Female"], size=n_cases),
+        "Smoking status": rng.choice(["Current", "Former", "Nonsmoker"], size=n_cases),
+        "EGFR mutation status": rng.permutation(status),
+    })
+
+
+def _generate(folder: Path, n_cases: int, seed: int) -> None:
+    clinical = _clinical(np.random.default_rng(seed), n_cases)
+    for i, (case_id, status) in enumerate(zip(clinical["Case ID"], clinical["EGFR mutation status"])):
+        # Unlabelled cases still get a volume: their texture is drawn like the others.
+        rng = np.random.default_rng([seed, i])
+        mutant = status == "Mutant" or (status not in ("Mutant", "Wildtype") and rng.uniform() < 0.2)
+        volume, mask, geometry = _case_volume(rng, mutant)
+        write_volume(volume, geometry, folder / f"{case_id}.nii.gz")
+        write_volume(mask, geometry, folder / "masks" / f"{case_id}.nii.gz")
+    clinical.to_csv(folder / "clinical.csv", index=False)
+
+
+def egfr_phantom(cache_dir: Path, *, n_cases: int = 160, seed: int = 0) -> Path:
+    """Folder of a synthetic EGFR dataset, generated on first use (a few seconds) and reused after."""
+    if n_cases < 10:
+        raise ValueError(f"egfr_phantom needs n_cases >= 10 to hold both classes, got {n_cases}")
+    folder = Path(cache_dir) / "phantoms" / f"{VERSION}-n{n_cases}-s{seed}"
+    if (folder / MARKER).is_file():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    logger.info("Generating the EGFR phantom (%d cases, seed %d) in %s", n_cases, seed, folder)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        _generate(staging, n_cases, seed)
+        (staging / MARKER).write_text(json.dumps({"version": VERSION, "n_cases": n_cases, "seed": seed}))
+        if folder.exists() and not (folder / MARKER).is_file():
+            shutil.rmtree(folder)  # a leftover from an interrupted run without the marker
+        try:
+            os.replace(staging, folder)
+        except OSError:
+            if not (folder / MARKER).is_file():
+                raise  # not another process that finished first
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder

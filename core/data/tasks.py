@@ -1,0 +1,21 @@
+"""Data preparation by task name: the space names its task, core knows how to read it."""
+from __future__ import annotations
+
+import importlib
+
+from core.config import DataConfig
+from core.data.prepared import DataOptions, PreparedData
+from core.errors import ConfigError
+
+# task name -> "module:function" preparing it; imported lazily so one task's deps stay optional
+PREPARERS = {
+    "egfr": "core.data.egfr:prepare_egfr",
+}
+
+
+def prepare(cfg: DataConfig, options: DataOptions, *, seed: int) -> PreparedData:
+    """Read, split, preprocess (cached) and return the arrays of ``cfg.task``."""
+    if cfg.task not in PREPARERS:
+        raise ConfigError(f"Unknown task {cfg.task!r}; known tasks: {sorted(PREPARERS)}")
+    module, _, name = PREPARERS[cfg.task].partition(":")
+    return getattr(importlib.import_module(module), name)(cfg, options, seed=seed)

@@ -1,0 +1,36 @@
+"""Predictions of a trained module on arrays, and test metrics with bootstrap CIs."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.metrics import binary_metrics_with_ci, confusion, mean_with_ci, pick_threshold, segmentation_scores
+from core.module import TaskModule
+
+
+@torch.no_grad()
+def predict(module: TaskModule, x: np.ndarray, *, batch_size: int = 32) -> np.ndarray:
+    """Probabilities for x (N, C, *spatial): (N,) for classification, (N, *spatial) for masks."""
+    module.eval()
+    device = next(module.parameters()).device
+    out = []
+    for start in range(0, len(x), batch_size):
+        batch = torch.from_numpy(np.array(x[start:start + batch_size], dtype=np.float32))
+        out.append(module.loss.probabilities(module(batch.to(device))).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0,), dtype=np.float32)
+
+
+def evaluate_predictions(*, val_y: np.ndarray, val_p: np.ndarray, test_y: np.ndarray,
+                         test_p: np.ndarray, segmentation: bool, threshold_rule: str = "youden",
+                         n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Test metrics ``{name: {value, ci_low, ci_high}}`` with the threshold picked on val only."""
+    if segmentation:
+        scores = segmentation_scores(test_y, test_p)
+        return {"threshold": 0.5,
+                "test": {k: mean_with_ci(v, n_boot=n_boot, seed=seed) for k, v in scores.items()}}
+    threshold = pick_threshold(val_y, val_p, rule=threshold_rule)
+    return {"threshold": threshold,
+            "test": binary_metrics_with_ci(test_y, test_p, threshold, n_boot=n_boot, seed=seed),
+            "confusion": confusion(test_y, test_p, threshold)}

@@ -1,0 +1,296 @@
+"""Volume reading and writing: the one module that imports SimpleITK.
+
+Arrays come out (z, y, x), the numpy order SimpleITK hands back. Geometry travels beside
+them in SimpleITK's (x, y, z) order: ``spacing[0]`` is the x (column) spacing in mm and
+``direction`` is the row-major 3x3 matrix whose columns are the x, y, z axis directions.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+import torch.nn.functional as F
+
+from core.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+VOLUME_SUFFIXES = (".nii.gz", ".nii", ".mhd", ".mha", ".nrrd", ".nhdr")
+ACCEPTED = ("a .nii.gz, .nii, .mhd (+.raw/.zraw), .mha, .nrrd or .nhdr file, "
+            "or a folder holding a DICOM series")
+# Things a dataset download carries beside its images; skipped without a word.
+_QUIET_SUFFIXES = (".raw", ".zraw", ".raw.gz", ".csv", ".tsv", ".json", ".txt", ".md", ".xlsx", ".xls",
+                   ".pdf")
+_QUIET_NAMES = {"license", "license.txt", "readme", "__macosx", "thumbs.db"}
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where the voxels sit in the world, SimpleITK (x, y, z) order, millimetres.
+
+    ``direction`` holds 9 values, row-major, as ``sitk.Image.GetDirection()`` returns them.
+    """
+
+    spacing: tuple[float, float, float]
+    origin: tuple[float, float, float]
+    direction: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+    def matrix(self) -> np.ndarray:
+        """(3, 3) direction matrix; column k is the world direction of voxel axis k (x, y, z)."""
+        return np.asarray(self.direction, dtype=np.float64).reshape(3, 3)
+
+
+def _geometry_of(image: sitk.Image) -> Geometry:
+    return Geometry(spacing=tuple(float(v) for v in image.GetSpacing()),
+                    origin=tuple(float(v) for v in image.GetOrigin()),
+                    direction=tuple(float(v) for v in image.GetDirection()))
+
+
+def _image_of(array: np.ndarray, geometry: Geometry) -> sitk.Image:
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array))
+    image.SetSpacing(geometry.spacing)
+    image.SetOrigin(geometry.origin)
+    image.SetDirection(geometry.direction)
+    return image
+
+
+def volume_suffix(path: Path) -> str | None:
+    """The accepted volume suffix ``path`` ends with (``".nii.gz"``...), else None."""
+    name = path.name.lower()
+    return next((s for s in VOLUME_SUFFIXES if name.endswith(s) and len(name) > len(s)), None)
+
+
+def read_volume(path: Path, *, orient: str | None = None) -> tuple[np.ndarray, Geometry]:
+    """Read a volume file or DICOM series folder as float32 (z, y, x) plus its geometry.
+
+    ``orient`` (e.g. ``"LPS"``) reorders/flips the axes so every case shares one orientation.
+    """
+    path = Path(path)
+    try:
+        if path.is_dir():
+            image = _read_dicom_folder(path)
+        else:
+            image = sitk.ReadImage(str(path), sitk.sitkFloat32)
+        if orient is not None:
+            image = sitk.DICOMOrient(image, orient)
+    except RuntimeError as err:
+        detail = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        raise DataError(f"Cannot read volume {path}: {detail}. Accepted: {ACCEPTED}.") from err
+    if image.GetDimension() != 3:
+        raise DataError(f"{path} holds a {image.GetDimension()}D image; a 3D volume is needed.")
+    return sitk.GetArrayFromImage(image).astype(np.float32, copy=False), _geometry_of(image)
+
+
+def read_geometry(path: Path) -> tuple[tuple[int, int, int], Geometry]:
+    """Array shape (z, y, x) and geometry of a volume file from its header only (cheap)."""
+    path = Path(path)
+    if path.is_dir():  # a DICOM series needs every slice position: read it whole
+        array, geometry = read_volume(path)
+        return array.shape, geometry
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as err:
+        raise DataError(f"Cannot read the header of {path}. Accepted: {ACCEPTED}.") from err
+    if reader.GetDimension() != 3:
+        raise DataError(f"{path} holds a {reader.GetDimension()}D image; a 3D volume is needed.")
+    size = reader.GetSize()
+    geometry = Geometry(spacing=tuple(reader.GetSpacing()), origin=tuple(reader.GetOrigin()),
+                        direction=tuple(reader.GetDirection()))
+    return (size[2], size[1], size[0]), geometry
+
+
+def _visible_dirs(folder: Path) -> list[tuple[Path, list[str]]]:
+    """Every folder under ``folder`` (itself included) with its visible file names, sorted."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX")
+        files = sorted(f for f in filenames if not f.startswith("."))
+        if files:
+            found.append((Path(dirpath), files))
+    return found
+
+
+def _read_dicom_folder(folder: Path) -> sitk.Image:
+    """The DICOM series with the most slices anywhere under ``folder`` (slices sorted by position)."""
+    series = []
+    for dirpath, _ in _visible_dirs(folder):
+        for sid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(dirpath)):
+            files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(dirpath), sid)
+            series.append((len(files), str(dirpath), sid, files))
+    if not series:
+        raise DataError(f"No DICOM series found in folder {folder}. Accepted: {ACCEPTED}.")
+    series.sort(key=lambda s: (-s[0], s[1], s[2]))
+    n_slices, dirpath, sid, files = series[0]
+    if len(series) > 1:
+        logger.info("%s holds %d DICOM series; reading %s (%d slices) in %s",
+                    folder, len(series), sid, n_slices, dirpath)
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files)
+    reader.SetOutputPixelType(sitk.sitkFloat32)
+    return reader.Execute()
+
+
+def write_volume(array: np.ndarray, geometry: Geometry, path: Path, *, compress: bool = False) -> None:
+    """Write a (z, y, x) array in the format its suffix names; ``.nii.gz`` is always compressed."""
+    path = Path(path)
+    if volume_suffix(path) is None:
+        raise DataError(f"Cannot write {path}: the name must end with one of "
+                        f"{', '.join(VOLUME_SUFFIXES)}.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    compress = compress or path.name.lower().endswith(".gz")
+    sitk.WriteImage(_image_of(array, geometry), str(path), useCompression=compress)
+
+
+def _uid() -> str:
+    """A fresh DICOM UID under the UUID-derived root 2.25 (at most 44 characters)."""
+    return f"2.25.{uuid.uuid4().int}"
+
+
+def write_dicom_series(array: np.ndarray, geometry: Geometry, folder: Path, *,
+                       rescale_intercept: float = -1024, rescale_slope: float = 1,
+                       suffix: str = ".dcm", patient_id: str = "PHANTOM") -> list[Path]:
+    """Write a (z, y, x) HU array as int16 CT slices that read back to the same array and geometry.
+
+    Stored values are ``(hu - intercept) / slope``; the direction must be right-handed (DICOM
+    derives the slice axis as the cross product of the row and column directions).
+    """
+    d = geometry.matrix()
+    if np.linalg.det(d) < 0:
+        raise DataError(f"Cannot write a DICOM series with a left-handed direction {geometry.direction}; "
+                        "flip the array along z and negate the third direction column first.")
+    stored = (np.asarray(array, dtype=np.float64) - rescale_intercept) / rescale_slope
+    if stored.min(initial=0) < -32768 or stored.max(initial=0) > 32767:
+        raise DataError(f"Values {array.min()}..{array.max()} do not fit int16 with intercept "
+                        f"{rescale_intercept} and slope {rescale_slope}.")
+    image = _image_of(np.asarray(array, dtype=np.float64), geometry)  # GDCM applies the inverse rescale
+    series_tags = {
+        "0008|0008": "DERIVED\\SECONDARY", "0008|0060": "CT", "0008|103e": "medtune phantom",
+        "0010|0010": patient_id, "0010|0020": patient_id,
+        "0020|000d": _uid(), "0020|000e": _uid(), "0020|0011": "1",
+        "0020|0037": "\\".join(f"{v:.10g}" for v in (*d[:, 0], *d[:, 1])),  # row (x) then column (y) axis
+        "0018|0050": f"{geometry.spacing[2]:.10g}",
+        "0028|1052": f"{rescale_intercept:.10g}", "0028|1053": f"{rescale_slope:.10g}",
+        "0028|1054": "HU",
+        "0028|0100": "16", "0028|0101": "16", "0028|0102": "15", "0028|0103": "1",  # signed int16 storage
+    }
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    writer = sitk.ImageFileWriter()
+    writer.SetImageIO("GDCMImageIO")  # also for file names without .dcm
+    writer.KeepOriginalImageUIDOn()
+    paths = []
+    for k in range(image.GetDepth()):
+        slice_ = image[:, :, k]
+        for tag, value in series_tags.items():
+            slice_.SetMetaData(tag, value)
+        position = image.TransformIndexToPhysicalPoint((0, 0, k))
+        slice_.SetMetaData("0020|0032", "\\".join(f"{v:.10g}" for v in position))
+        slice_.SetMetaData("0020|0013", str(k + 1))
+        slice_.SetMetaData("0008|0018", _uid())
+        paths.append(folder / f"{k + 1:04d}{suffix}")
+        writer.SetFileName(str(paths[-1]))
+        writer.Execute(slice_)
+    return paths
+
+
+def world_to_voxel(points_xyz: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """(N, 3) world mm (x, y, z) -> (N, 3) continuous voxel indices in array order (z, y, x)."""
+    points = np.atleast_2d(np.asarray(points_xyz, dtype=np.float64))
+    to_world = geometry.matrix() @ np.diag(geometry.spacing)
+    index_xyz = np.linalg.solve(to_world, (points - np.asarray(geometry.origin)).T).T
+    return index_xyz[:, ::-1].reshape(np.shape(points_xyz))
+
+
+def voxel_to_world(indices_zyx: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """(N, 3) voxel indices in array order (z, y, x) -> (N, 3) world mm (x, y, z)."""
+    indices = np.atleast_2d(np.asarray(indices_zyx, dtype=np.float64))[:, ::-1]
+    to_world = geometry.matrix() @ np.diag(geometry.spacing)
+    world = indices @ to_world.T + np.asarray(geometry.origin)
+    return world.reshape(np.shape(indices_zyx))
+
+
+def volume_files(path: Path) -> list[Path]:
+    """Every file a volume is made of: a DICOM folder's files, a header and its data file."""
+    path = Path(path)
+    if path.is_dir():
+        return [d / f for d, files in _visible_dirs(path) for f in files]
+    files = [path]
+    if path.suffix.lower() in (".mhd", ".nhdr"):
+        stem = path.name[: -len(path.suffix)]
+        files += sorted(p for p in path.parent.glob(stem + ".*")
+                        if p.name.lower().endswith((".raw", ".zraw", ".raw.gz")))
+    return files
+
+
+def _is_dicom_file(path: Path) -> bool:
+    if path.suffix.lower() == ".dcm":
+        return True
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
+
+
+def _holds_dicom(folder: Path) -> bool:
+    return any(_is_dicom_file(d / f) for d, files in _visible_dirs(folder) for f in files)
+
+
+def _quiet(name: str) -> bool:
+    lower = name.lower()
+    return lower.startswith(".") or lower in _QUIET_NAMES or lower.endswith(_QUIET_SUFFIXES)
+
+
+def find_volumes(folder: Path, *, exclude: Collection[str] = ("masks",)) -> dict[str, Path]:
+    """Case id -> path for each volume file and each DICOM subfolder directly in ``folder``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder} is not a folder; pass the folder that holds one volume per case.")
+    found: dict[str, Path] = {}
+    skipped = []
+    for entry in sorted(folder.iterdir()):
+        if entry.name in exclude or _quiet(entry.name):
+            continue
+        suffix = volume_suffix(entry)
+        if entry.is_file() and suffix:
+            case_id = entry.name[: -len(suffix)]
+        elif entry.is_dir() and _holds_dicom(entry):
+            case_id = entry.name
+        else:
+            skipped.append(entry.name)
+            continue
+        if case_id in found:
+            raise DataError(f"Two volumes for case {case_id!r} in {folder}: {found[case_id].name} and "
+                            f"{entry.name}; keep one per case.")
+        found[case_id] = entry
+    if skipped:
+        logger.warning("Ignored %d entries in %s that are not volumes (%s): %s", len(skipped), folder,
+                       ACCEPTED, ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else ""))
+    return found
+
+
+def resize(array: np.ndarray, shape: tuple[int, ...], *, mode: str = "trilinear") -> np.ndarray:
+    """Resample a 2D or 3D array to ``shape`` (float32); "nearest" suits masks and labels.
+
+    Linear modes use align_corners=False; "nearest" is torch's "nearest-exact" (pixel centres).
+    """
+    if array.ndim not in (2, 3) or len(shape) != array.ndim:
+        raise ValueError(f"resize takes a 2D or 3D array and a shape of the same length, "
+                         f"got {array.shape} -> {tuple(shape)}")
+    if mode in ("trilinear", "bilinear", "linear"):
+        kwargs = {"mode": "trilinear" if array.ndim == 3 else "bilinear", "align_corners": False}
+    elif mode == "nearest":
+        kwargs = {"mode": "nearest-exact"}
+    else:
+        raise ValueError(f"resize mode {mode!r} is not one of 'trilinear', 'nearest'")
+    tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None, None]
+    return F.interpolate(tensor, size=tuple(int(s) for s in shape), **kwargs)[0, 0].numpy()

@@ -1,0 +1,79 @@
+"""The LightningModule: handed a built network and loss, it trains, validates and predicts."""
+from __future__ import annotations
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from core.config import OptimConfig
+from core.metrics import TRAIN_LOSS, VAL_LOSS, binary_metrics, segmentation_scores
+
+
+class TaskModule(pl.LightningModule):
+    """Logs ``train/loss`` and ``val/loss`` plus ``val/<metric>`` for the task's kind.
+
+    Classification (loss has ``probabilities``) logs auroc, accuracy, f1, sensitivity and
+    specificity at 0.5; segmentation (loss ``kind == "segmentation"``) logs mean dice and iou.
+    """
+
+    def __init__(self, *, net: nn.Module, loss: nn.Module, optim: OptimConfig) -> None:
+        super().__init__()
+        self.net = net
+        self.loss = loss
+        self.optim = optim
+        self.segmentation = getattr(loss, "kind", "classification") == "segmentation"
+        self._val: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._train: list[torch.Tensor] = []  # loss * batch size, for the epoch's mean
+        self._train_seen = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        loss = self.loss(self(x), y)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss became {loss.item()} at epoch "
+                                     f"{self.current_epoch}, step {batch_idx}; lower the lr?")
+        self._train.append(loss.detach() * len(x))
+        self._train_seen += len(x)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        logits = self(x)
+        loss = self.loss(logits, y).detach()
+        self._val.append((loss * len(x), self.loss.probabilities(logits).detach(), y.detach()))
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val:
+            return
+        total = sum(float(item[0]) for item in self._val)
+        probs = torch.cat([item[1] for item in self._val]).float().cpu().numpy()
+        targets = torch.cat([item[2] for item in self._val]).cpu().numpy()
+        self._val.clear()
+        metrics = {VAL_LOSS: total / len(targets)}
+        if self._train:  # this epoch's mean training loss, known before the epoch's end hooks
+            metrics[TRAIN_LOSS] = float(sum(self._train)) / self._train_seen
+            self._train.clear()
+            self._train_seen = 0
+        if self.segmentation:
+            scores = {k: float(np.mean(v)) for k, v in segmentation_scores(targets, probs).items()}
+        else:
+            scores = binary_metrics(targets, probs)
+        metrics.update({f"val/{name}": value for name, value in scores.items()})
+        self.log_dict(metrics)
+
+    def predict_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        return self.loss.probabilities(self(batch[0]))
+
+    def configure_optimizers(self) -> dict:
+        """Adam, and ReduceLROnPlateau on val loss with the seed's factor/patience/threshold."""
+        optimizer = torch.optim.Adam(self.parameters(), lr=self.optim.lr,
+                                     weight_decay=self.optim.weight_decay)
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=self.optim.plateau_factor,
+            patience=self.optim.plateau_patience, threshold=self.optim.plateau_threshold)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "monitor": VAL_LOSS, "interval": "epoch"}}

@@ -1,0 +1,139 @@
+"""``train(config, arrays)``: the one place a Lightning Trainer is built.
+
+Sweep trials, retrains and tests all call it, so a retrain runs exactly the code its trial ran.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import EarlyStopping
+
+from core.config import TrialConfig
+from core.data.datamodule import ArrayDataModule
+from core.data.sampling import augment_for, sampler_for
+from core.losses import build_loss, class_weights
+from core.metrics import VAL_LOSS
+from core.models import build_model
+from core.module import TaskModule
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """What a finished run leaves: the module holding its best weights, and its history."""
+
+    module: TaskModule
+    best_score: float
+    best_epoch: int
+    epochs_run: int
+    stopped_early: bool
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+class BestWeights(pl.Callback):
+    """Keeps a CPU copy of the weights at the best value of ``metric``, and every epoch's metrics.
+
+    Its state rides in Lightning checkpoints, so a resumed trial keeps its best epoch and history.
+    """
+
+    def __init__(self, metric: str, mode: str) -> None:
+        self.metric, self.mode = metric, mode
+        self.best_score = -math.inf if mode == "max" else math.inf
+        self.best_epoch = 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.history: list[dict[str, float]] = []
+
+    def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        metrics["epoch"] = trainer.current_epoch + 1
+        self.history.append(metrics)
+        score = metrics.get(self.metric, math.nan)
+        better = score > self.best_score if self.mode == "max" else score < self.best_score
+        if better or self.best_state is None:
+            self.best_score = score if math.isfinite(score) else self.best_score
+            self.best_epoch = metrics["epoch"]
+            self.best_state = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_score": self.best_score, "best_epoch": self.best_epoch,
+                "best_state": self.best_state, "history": self.history}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best_score, self.best_epoch = state["best_score"], state["best_epoch"]
+        self.best_state, self.history = state["best_state"], state["history"]
+
+
+def resolve_precision(precision: str) -> str:
+    """``auto``: bf16 mixed precision on a GPU that supports it, fp16 mixed on older GPUs, else fp32."""
+    if precision != "auto":
+        return precision
+    if not torch.cuda.is_available():
+        return "32-true"
+    return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+
+
+def build_module(cfg: TrialConfig, *, sample_shape: Sequence[int],
+                 train_labels: np.ndarray | None = None) -> TaskModule:
+    """Network + loss + optimiser settings for ``cfg``; sample_shape is (C, *spatial)."""
+    weights = (class_weights(train_labels) if train_labels is not None and train_labels.ndim == 1
+               else (0.5, 0.5))
+    loss = build_loss(cfg.loss, weights=weights)
+    net = build_model(cfg.model, spatial_shape=tuple(sample_shape[1:]),
+                      in_channels=int(sample_shape[0]), out_channels=loss.out_channels)
+    return TaskModule(net=net, loss=loss, optim=cfg.optim)
+
+
+def train(cfg: TrialConfig, arrays: Mapping[str, np.ndarray], *, metric: str, mode: str,
+          callbacks: Sequence[pl.Callback] = (), ckpt_path: str | Path | None = None,
+          root_dir: str | Path | None = None, progress: bool = False) -> TrainResult:
+    """Train ``cfg`` on ``arrays["train/*"]``, validating on ``arrays["val/*"]`` every epoch.
+
+    Stops early on val loss with the config's patience; returns the module at the best
+    ``metric`` epoch. ``ckpt_path`` resumes from a Lightning checkpoint.
+    """
+    pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
+    module = build_module(cfg, sample_shape=arrays["train/x"].shape[1:],
+                          train_labels=np.asarray(arrays["train/y"]))
+    data = ArrayDataModule(arrays, batch_size=cfg.train.batch_size,
+                           num_workers=cfg.train.num_workers,
+                           pin_memory=torch.cuda.is_available(), seed=cfg.train.seed,
+                           augment=augment_for(cfg.data), sampler_factory=sampler_for(cfg.data))
+    best = BestWeights(metric, mode)
+    stopper = EarlyStopping(monitor=VAL_LOSS, mode="min", patience=cfg.train.patience,
+                            check_on_train_epoch_end=False)
+    trainer = pl.Trainer(
+        max_epochs=cfg.train.max_epochs, accelerator="auto", devices=1,
+        precision=resolve_precision(cfg.train.precision), callbacks=[stopper, best, *callbacks],
+        logger=False, enable_progress_bar=progress,
+        enable_checkpointing=any(isinstance(c, pl.callbacks.Checkpoint) for c in callbacks),
+        enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=root_dir)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*number of training batches.*")
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    if best.best_state is not None:
+        module.load_state_dict(best.best_state)
+    module.cpu().eval()
+    return TrainResult(module=module, best_score=best.best_score, best_epoch=best.best_epoch,
+                       epochs_run=trainer.current_epoch, stopped_early=stopper.stopped_epoch > 0,
+                       history=best.history)
+
+
+def quiet_lightning() -> None:
+    """Silence Lightning's per-run tips and device banners (noise in a sweep of many trials)."""
+    warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
+    for name in ("pytorch_lightning.utilities.rank_zero", "pytorch_lightning.accelerators.cuda",
+                 "lightning.pytorch.utilities.rank_zero", "lightning_fabric.utilities.seed"):
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -1,0 +1,27 @@
+"""Shared fixtures: a local 2-CPU Ray cluster, and quiet, offline, telemetry-free settings."""
+import os
+
+import pytest
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One small local Ray cluster shared by the Ray tests, shut down at the end."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_egfr(tmp_path_factory):
+    """A small EGFR phantom (40 cases) in the real on-disk format: NIfTI + clinical CSV + masks."""
+    from core.data.phantoms import egfr_phantom
+
+    return egfr_phantom(tmp_path_factory.mktemp("phantoms"), n_cases=40, seed=3)

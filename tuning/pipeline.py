@@ -1,0 +1,126 @@
+"""The whole run as plain functions: prepare data, sweep, retrain top-k, test once, write results.
+
+Each stage can be called from a notebook; ``tuning.run`` is a thin CLI over ``run_pipeline``.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from core.config import TrialConfig
+from core.data.prepared import DataOptions, PreparedData
+from core.data.splits import write_splits
+from core.data.tasks import prepare
+from search_spaces import get_space
+from search_spaces.types import SearchSpace
+from tuning import outputs
+from tuning.results import trials_table
+from tuning.retrain import build_retrain_tuner, chosen_run, collect_runs, leaderboard, top_configs
+from tuning.space import check_space
+from tuning.sweep import SweepSettings, build_tuner
+from tuning.tracking import prepare_wandb, wandb_callbacks
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunOptions:
+    """Everything a run needs beyond the space: data location, sweep size, where results go."""
+
+    space: str
+    data: DataOptions = field(default_factory=DataOptions)
+    sweep: SweepSettings = field(default_factory=SweepSettings)
+    overrides: dict[str, Any] = field(default_factory=dict)  # fixed config values, e.g. quick
+    name: str = ""
+    results_dir: Path = Path("results")
+    storage_path: str | None = None  # default: the run's results folder
+    address: str | None = None
+    top_k: int = 3
+    retrain_seeds: int = 3
+    wandb: bool = True
+    wandb_project: str = "medtune"
+
+    def results_path(self) -> Path:
+        return (self.results_dir / self.name).resolve()
+
+    def storage(self) -> str:
+        base = self.storage_path or str(self.results_dir.resolve())
+        return f"{base.rstrip('/')}/{self.name}"
+
+
+def prepare_data(space: SearchSpace, options: RunOptions) -> PreparedData:
+    """Read, split and preprocess once (cached on disk), then check every model shape."""
+    fixed = TrialConfig.from_dict({**space.fixed, **options.overrides})
+    data = prepare(fixed.data, options.data, seed=options.sweep.seed)
+    check_space(space, options.overrides, sample_shape=data.arrays["train/x"].shape[1:])
+    return data
+
+
+def start_ray(address: str | None) -> None:
+    """Join a cluster (``auto`` or host:port) or start a local one on this machine's CPUs/GPUs."""
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, configure_logging=False,
+                 log_to_driver=True)
+
+
+def resolve_resources(settings: SweepSettings) -> SweepSettings:
+    """Fill automatic choices from the running cluster: GPUs per trial and trials at once."""
+    available = ray.cluster_resources()
+    gpus = settings.gpus_per_trial
+    if gpus < 0:
+        gpus = 1.0 if available.get("GPU", 0) >= 1 else 0.0
+    slots = available.get("CPU", 1) // max(settings.cpus_per_trial, 1e-3)
+    if gpus > 0:
+        slots = min(slots, available.get("GPU", 0) // gpus)
+    concurrent = settings.max_concurrent or max(1, int(slots))
+    return replace(settings, gpus_per_trial=gpus, max_concurrent=concurrent)
+
+
+def run_pipeline(options: RunOptions) -> dict[str, Any]:
+    """Sweep, retrain the top-k configs over seeds, evaluate on test once, write every file."""
+    started = time.time()
+    space = get_space(options.space)
+    folder = options.results_path()
+    data = prepare_data(space, options)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_splits(data.splits, folder / "splits.csv")
+    mode = prepare_wandb(options.wandb)
+    start_ray(options.address)
+    options = replace(options, sweep=resolve_resources(options.sweep))
+
+    def tracking(job_type: str) -> list:
+        return wandb_callbacks(mode=mode, project=options.wandb_project, group=options.name,
+                               job_type=job_type, folder=folder)
+
+    sweep_grid = build_tuner(space, data.without_test().arrays, options.sweep,
+                             overrides=options.overrides, storage_path=options.storage(),
+                             callbacks=tracking("trial")).fit()
+    searched = list(space.search)
+    trials = trials_table(sweep_grid, metric=space.metric, mode=space.mode,
+                          max_epochs=options.sweep.max_epochs, searched=searched)
+    trials.to_csv(folder / "trials.csv", index=False)
+    configs = top_configs(sweep_grid, metric=space.metric, mode=space.mode, k=options.top_k)
+    if not configs:
+        raise RuntimeError(f"no trial reported {space.metric}; see {folder / 'trials.csv'}")
+    seeds = [options.sweep.seed + i for i in range(options.retrain_seeds)]
+    retrain_grid = build_retrain_tuner(configs, seeds, data.arrays, space, options.sweep,
+                                       storage_path=options.storage(),
+                                       callbacks=tracking("retrain")).fit()
+    runs = collect_runs(retrain_grid, configs, data.arrays, metric=space.metric)
+    board = leaderboard(runs, metric=space.metric, mode=space.mode)
+    board.to_csv(folder / "leaderboard.csv", index=False)
+    best = chosen_run(runs, board, mode=space.mode)
+    outputs.write_best(folder / "best", best, space=space)
+    payload = outputs.summary(space=space, run=best, trials=trials, board=board,
+                              wall_time_s=time.time() - started, searched=searched,
+                              settings={"sweep": asdict(options.sweep), "top_k": options.top_k,
+                                        "retrain_seeds": seeds, "data": data.info})
+    outputs.write_json(folder / "summary.json", payload)
+    return payload

@@ -1,0 +1,108 @@
+"""python -m tuning.run --space egfr [--data DIR] [--quick]
+
+Sweep a search space with Ray Tune (Optuna TPE + ASHA), retrain the best configs with
+several seeds, evaluate them once on the held-out test split, and write ``results/<name>/``.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from core.data.prepared import DataOptions
+from core.errors import ConfigError, DataError
+from search_spaces import SPACE_NAMES, get_space
+from tuning.pipeline import RunOptions, run_pipeline
+from tuning.sweep import SweepSettings
+
+QUICK = {"num_samples": 8, "top_k": 2, "retrain_seeds": 2, "cpus_per_trial": 1.0}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tuning.run", description=__doc__.split("\n\n")[1],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--space", required=True, choices=SPACE_NAMES, help="search space (task) to run")
+    data = p.add_argument_group("data")
+    data.add_argument("--data", type=Path, help="dataset folder; omitted: the built-in phantom")
+    data.add_argument("--labels-csv", type=Path, help="labels CSV (default: the one CSV in --data)")
+    data.add_argument("--id-column", default="Case ID", help="CSV column holding the case id")
+    data.add_argument("--label-column", default="EGFR mutation status", help="CSV label column")
+    data.add_argument("--positive-value", default="Mutant", help="label value of the positive class")
+    sweep = p.add_argument_group("sweep")
+    sweep.add_argument("--quick", action="store_true",
+                       help=f"a few-minute preset: {QUICK}, the space's short epoch budget")
+    sweep.add_argument("--num-samples", type=int, help="trials to run (default 50)")
+    sweep.add_argument("--max-epochs", type=int, help="epoch budget per trial (ASHA's max_t)")
+    sweep.add_argument("--max-concurrent", type=int, help="trials at once (default: as resources allow)")
+    sweep.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default 1)")
+    sweep.add_argument("--gpus-per-trial", type=float,
+                       help="GPUs per trial; fractions pack trials on one GPU (default: 1 if any GPU)")
+    sweep.add_argument("--max-failures", type=int, default=0, help="retries of a failed trial")
+    sweep.add_argument("--time-budget", type=float, help="wall seconds for the search")
+    sweep.add_argument("--seed", type=int, default=42, help="seed for splits, TPE and training")
+    final = p.add_argument_group("retrain and test")
+    final.add_argument("--top-k", type=int, help="best configs to retrain (default 3)")
+    final.add_argument("--retrain-seeds", type=int, help="seeds per retrained config (default 3)")
+    where = p.add_argument_group("where")
+    where.add_argument("--name", help="experiment name (default: SPACE-YYYYmmdd-HHMMSS)")
+    where.add_argument("--results-dir", type=Path, default=Path("results"), help="results root")
+    where.add_argument("--storage-path", default=os.environ.get("MEDTUNE_STORAGE_PATH"),
+                       help="Ray storage (folder, NFS or s3://) for checkpoints, shared by every "
+                            "node (default: $MEDTUNE_STORAGE_PATH, else the results folder)")
+    where.add_argument("--address", help="Ray cluster to join ('auto' for a running one)")
+    track = p.add_argument_group("tracking")
+    track.add_argument("--wandb-project", default="medtune", help="W&B project for all runs")
+    track.add_argument("--no-wandb", action="store_true",
+                       help="do not track in W&B (default: online with a key, else offline)")
+    return p
+
+
+def options_from_args(args: argparse.Namespace) -> RunOptions:
+    """Flags over the quick preset over the defaults; the space's quick overrides when --quick."""
+    space = get_space(args.space)
+    preset = QUICK if args.quick else {}
+
+    def pick(flag: str, default):
+        value = getattr(args, flag)
+        return value if value is not None else preset.get(flag, default)
+
+    max_epochs = args.max_epochs or (space.quick.get("train/max_epochs") if args.quick else None)
+    settings = SweepSettings(
+        num_samples=pick("num_samples", 50),
+        max_epochs=max_epochs or space.fixed.get("train/max_epochs", 60),
+        max_concurrent=pick("max_concurrent", 0), cpus_per_trial=pick("cpus_per_trial", 1.0),
+        gpus_per_trial=pick("gpus_per_trial", -1.0), seed=args.seed,
+        max_failures=args.max_failures, time_budget_s=args.time_budget)
+    data = DataOptions(root=args.data, labels_csv=args.labels_csv, id_column=args.id_column,
+                       label_column=args.label_column, positive_value=args.positive_value)
+    name = args.name or f"{args.space}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return RunOptions(space=args.space, data=data, sweep=settings, name=name,
+                      results_dir=args.results_dir, storage_path=args.storage_path,
+                      address=args.address, top_k=pick("top_k", 3),
+                      retrain_seeds=pick("retrain_seeds", 3), wandb=not args.no_wandb,
+                      wandb_project=args.wandb_project)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    options = options_from_args(args)
+    if options.results_path().exists():
+        print(f"error: {options.results_path()} already exists; pick another --name "
+              "so no finished result is overwritten", file=sys.stderr)
+        return 2
+    try:
+        payload = run_pipeline(options)
+    except (DataError, ConfigError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    from tuning.outputs import format_summary
+    print(format_summary(payload, options.results_path()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

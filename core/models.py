@@ -1,6 +1,7 @@
 """Networks by registry name, built from ``ModelConfig`` with MONAI's argument names."""
 from __future__ import annotations
 
+import importlib
 import math
 from typing import Callable
 
@@ -69,15 +70,23 @@ def _cnn3d(cfg: ModelConfig, *, spatial_shape: tuple[int, ...], in_channels: int
 
 
 Builder = Callable[..., nn.Module]
-MODELS: dict[str, Builder] = {"cnn3d": _cnn3d}
+# name -> builder ``fn(cfg, *, spatial_shape, in_channels, out_channels)``, or "module:function"
+# for one imported on first use (so MONAI loads only for the tasks that need it)
+MODELS: dict[str, Builder | str] = {
+    "cnn3d": _cnn3d,
+    "luna3d": "core.luna_net:build_luna3d",
+    "unet": "core.monai_nets:build_unet",
+    "densenet121": "core.monai_nets:build_densenet121",
+    "efficientnet-b0": "core.monai_nets:build_efficientnet_b0",
+}
 
 
-def register_model(name: str) -> Callable[[Builder], Builder]:
-    """Decorator adding a builder ``fn(cfg, *, spatial_shape, in_channels, out_channels)``."""
-    def add(fn: Builder) -> Builder:
-        MODELS[name] = fn
-        return fn
-    return add
+def _builder(name: str) -> Builder:
+    entry = MODELS[name]
+    if isinstance(entry, str):
+        module, _, function = entry.partition(":")
+        entry = MODELS[name] = getattr(importlib.import_module(module), function)
+    return entry
 
 
 def build_model(cfg: ModelConfig, *, spatial_shape: tuple[int, ...], in_channels: int = 1,
@@ -85,5 +94,5 @@ def build_model(cfg: ModelConfig, *, spatial_shape: tuple[int, ...], in_channels
     """The network named ``cfg.name``, sized for inputs of ``spatial_shape``."""
     if cfg.name not in MODELS:
         raise ConfigError(f"Unknown model {cfg.name!r}; known models: {sorted(MODELS)}")
-    return MODELS[cfg.name](cfg, spatial_shape=tuple(spatial_shape), in_channels=in_channels,
-                            out_channels=out_channels)
+    return _builder(cfg.name)(cfg, spatial_shape=tuple(spatial_shape), in_channels=in_channels,
+                              out_channels=out_channels)

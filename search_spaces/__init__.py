@@ -5,7 +5,7 @@ import importlib
 
 from search_spaces.types import SearchSpace
 
-SPACE_NAMES = ("egfr",)
+SPACE_NAMES = ("egfr", "luna16", "segmentation", "xray")
 
 
 def get_space(name: str) -> SearchSpace:

@@ -69,6 +69,7 @@ class SearchSpace:
     metric: str
     mode: str  # "max" or "min"
     quick: dict[str, Any] = field(default_factory=dict)  # overrides for --quick runs
+    threshold_rule: str = "youden"  # how val picks the decision threshold: "youden" or "f1"
 
     def defaults(self) -> dict[str, Any]:
         """The seed project's config: fixed values only, nothing drawn."""

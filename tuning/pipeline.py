@@ -113,7 +113,8 @@ def run_pipeline(options: RunOptions) -> dict[str, Any]:
     retrain_grid = build_retrain_tuner(configs, seeds, data.arrays, space, options.sweep,
                                        storage_path=options.storage(),
                                        callbacks=tracking("retrain")).fit()
-    runs = collect_runs(retrain_grid, configs, data.arrays, metric=space.metric)
+    runs = collect_runs(retrain_grid, configs, data.arrays, metric=space.metric,
+                        threshold_rule=space.threshold_rule)
     board = leaderboard(runs, metric=space.metric, mode=space.mode)
     board.to_csv(folder / "leaderboard.csv", index=False)
     best = chosen_run(runs, board, mode=space.mode)

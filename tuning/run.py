@@ -31,6 +31,8 @@ def parser() -> argparse.ArgumentParser:
     data.add_argument("--id-column", default="Case ID", help="CSV column holding the case id")
     data.add_argument("--label-column", default="EGFR mutation status", help="CSV label column")
     data.add_argument("--positive-value", default="Mutant", help="label value of the positive class")
+    data.add_argument("--weights", type=Path,
+                      help="local pretrained weights for the 2D classifier (nothing is downloaded)")
     sweep = p.add_argument_group("sweep")
     sweep.add_argument("--quick", action="store_true",
                        help=f"a few-minute preset: {QUICK}, the space's short epoch budget")
@@ -79,7 +81,12 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
     data = DataOptions(root=args.data, labels_csv=args.labels_csv, id_column=args.id_column,
                        label_column=args.label_column, positive_value=args.positive_value)
     name = args.name or f"{args.space}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return RunOptions(space=args.space, data=data, sweep=settings, name=name,
+    overrides = {k: v for k, v in space.quick.items() if k != "train/max_epochs"} if args.quick else {}
+    if args.weights is not None:
+        if not args.weights.is_file():
+            raise DataError(f"--weights {args.weights} is not a file; give a local .pt/.pth state dict")
+        overrides["model/weights"] = str(args.weights.resolve())
+    return RunOptions(space=args.space, data=data, sweep=settings, name=name, overrides=overrides,
                       results_dir=args.results_dir, storage_path=args.storage_path,
                       address=args.address, top_k=pick("top_k", 3),
                       retrain_seeds=pick("retrain_seeds", 3), wandb=not args.no_wandb,
@@ -89,7 +96,11 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    options = options_from_args(args)
+    try:
+        options = options_from_args(args)
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if options.results_path().exists():
         print(f"error: {options.results_path()} already exists; pick another --name "
               "so no finished result is overwritten", file=sys.stderr)

@@ -10,6 +10,9 @@ from core.errors import ConfigError
 # task name -> "module:function" preparing it; imported lazily so one task's deps stay optional
 PREPARERS = {
     "egfr": "core.data.egfr:prepare_egfr",
+    "luna16": "core.data.luna16:prepare_luna16",
+    "segmentation": "core.data.segmentation:prepare_segmentation",
+    "xray": "core.data.xray:prepare_xray",
 }
 
 

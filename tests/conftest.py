@@ -9,13 +9,31 @@ os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def ray_local():
-    """One small local Ray cluster shared by the Ray tests, shut down at the end."""
+    """A small local Ray cluster (2 CPUs), started once and shared by the tests that use it."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
-    yield ray
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
+    return ray
+
+
+@pytest.fixture
+def no_ray():
+    """No Ray in this process: for tests that start their own cluster or a CLI subprocess."""
+    import ray
+
+    ray.shutdown()
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shutdown_ray_at_exit():
+    yield
+    import ray
+
     ray.shutdown()
 
 

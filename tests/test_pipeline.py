@@ -5,14 +5,19 @@ import pandas as pd
 import pytest
 
 from core.data.prepared import DataOptions
-from tuning.pipeline import RunOptions, run_pipeline
+from tuning.options import RunOptions
+from tuning.pipeline import run_pipeline
 from tuning.sweep import SweepSettings
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def finished_run(ray_local, tiny_egfr, tmp_path_factory):
+def finished_run(tiny_egfr, tmp_path_factory):
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
     tmp = tmp_path_factory.mktemp("run")
     options = RunOptions(
         space="egfr",

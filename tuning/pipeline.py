@@ -7,51 +7,33 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import ray
+from ray import tune
 
 from core.config import TrialConfig
-from core.data.prepared import DataOptions, PreparedData
+from core.data.prepared import PreparedData
 from core.data.splits import write_splits
 from core.data.tasks import prepare
 from search_spaces import get_space
 from search_spaces.types import SearchSpace
 from tuning import outputs
+from tuning.options import RunOptions, save_options
 from tuning.results import trials_table
-from tuning.retrain import build_retrain_tuner, chosen_run, collect_runs, leaderboard, top_configs
+from tuning.retrain import (build_retrain_tuner, chosen_run, collect_runs, leaderboard,
+                            retrain_trainable, top_configs)
 from tuning.space import check_space
-from tuning.sweep import SweepSettings, build_tuner
+from tuning.sweep import SweepSettings, build_tuner, fit_or_resume, sweep_trainable
 from tuning.tracking import prepare_wandb, wandb_callbacks
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class RunOptions:
-    """Everything a run needs beyond the space: data location, sweep size, where results go."""
-
-    space: str
-    data: DataOptions = field(default_factory=DataOptions)
-    sweep: SweepSettings = field(default_factory=SweepSettings)
-    overrides: dict[str, Any] = field(default_factory=dict)  # fixed config values, e.g. quick
-    name: str = ""
-    results_dir: Path = Path("results")
-    storage_path: str | None = None  # default: the run's results folder
-    address: str | None = None
-    top_k: int = 3
-    retrain_seeds: int = 3
-    wandb: bool = True
-    wandb_project: str = "medtune"
-
-    def results_path(self) -> Path:
-        return (self.results_dir / self.name).resolve()
-
-    def storage(self) -> str:
-        base = self.storage_path or str(self.results_dir.resolve())
-        return f"{base.rstrip('/')}/{self.name}"
+def resolve_space(space: str | SearchSpace) -> SearchSpace:
+    return get_space(space) if isinstance(space, str) else space
 
 
 def prepare_data(space: SearchSpace, options: RunOptions) -> PreparedData:
@@ -66,8 +48,7 @@ def start_ray(address: str | None) -> None:
     """Join a cluster (``auto`` or host:port) or start a local one on this machine's CPUs/GPUs."""
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, configure_logging=False,
-                 log_to_driver=True)
+        ray.init(address=address, include_dashboard=False, configure_logging=False)
 
 
 def resolve_resources(settings: SweepSettings) -> SweepSettings:
@@ -83,13 +64,39 @@ def resolve_resources(settings: SweepSettings) -> SweepSettings:
     return replace(settings, gpus_per_trial=gpus, max_concurrent=concurrent)
 
 
-def run_pipeline(options: RunOptions) -> dict[str, Any]:
-    """Sweep, retrain the top-k configs over seeds, evaluate on test once, write every file."""
+def run_sweep(space: SearchSpace, data: PreparedData, options: RunOptions, *,
+              callbacks: list, resume: bool) -> tune.ResultGrid:
+    """The search on train/val only (the test arrays never enter the object store here)."""
+    arrays = data.without_test().arrays
+    return fit_or_resume(
+        lambda: build_tuner(space, arrays, options.sweep, overrides=options.overrides,
+                            storage_path=options.storage(), callbacks=callbacks),
+        sweep_trainable(space, arrays, options.sweep), f"{options.storage()}/sweep",
+        resume=resume)
+
+
+def run_retrains(space: SearchSpace, data: PreparedData, configs: list[dict[str, Any]],
+                 options: RunOptions, *, callbacks: list, resume: bool) -> tune.ResultGrid:
+    """The top-k configs retrained with ``retrain_seeds`` seeds each, predicting val and test."""
+    seeds = [options.sweep.seed + i for i in range(options.retrain_seeds)]
+    return fit_or_resume(
+        lambda: build_retrain_tuner(configs, seeds, data.arrays, space, options.sweep,
+                                    storage_path=options.storage(), callbacks=callbacks),
+        retrain_trainable(configs, data.arrays, space, options.sweep),
+        f"{options.storage()}/retrain", resume=resume)
+
+
+def run_pipeline(options: RunOptions, *, resume: bool = False) -> dict[str, Any]:
+    """Sweep, retrain the top-k configs over seeds, evaluate on test once, write every file.
+
+    With ``resume``, a sweep or retrain saved under the run's storage continues where it stopped.
+    """
     started = time.time()
-    space = get_space(options.space)
+    space = resolve_space(options.space)
     folder = options.results_path()
     data = prepare_data(space, options)
     folder.mkdir(parents=True, exist_ok=True)
+    save_options(options, folder)
     write_splits(data.splits, folder / "splits.csv")
     mode = prepare_wandb(options.wandb)
     start_ray(options.address)
@@ -99,29 +106,34 @@ def run_pipeline(options: RunOptions) -> dict[str, Any]:
         return wandb_callbacks(mode=mode, project=options.wandb_project, group=options.name,
                                job_type=job_type, folder=folder)
 
-    sweep_grid = build_tuner(space, data.without_test().arrays, options.sweep,
-                             overrides=options.overrides, storage_path=options.storage(),
-                             callbacks=tracking("trial")).fit()
-    searched = list(space.search)
+    sweep_grid = run_sweep(space, data, options, callbacks=tracking("trial"), resume=resume)
     trials = trials_table(sweep_grid, metric=space.metric, mode=space.mode,
-                          max_epochs=options.sweep.max_epochs, searched=searched)
+                          max_epochs=options.sweep.max_epochs, searched=list(space.search))
     trials.to_csv(folder / "trials.csv", index=False)
     configs = top_configs(sweep_grid, metric=space.metric, mode=space.mode, k=options.top_k)
     if not configs:
         raise RuntimeError(f"no trial reported {space.metric}; see {folder / 'trials.csv'}")
-    seeds = [options.sweep.seed + i for i in range(options.retrain_seeds)]
-    retrain_grid = build_retrain_tuner(configs, seeds, data.arrays, space, options.sweep,
-                                       storage_path=options.storage(),
-                                       callbacks=tracking("retrain")).fit()
+    retrain_grid = run_retrains(space, data, configs, options, callbacks=tracking("retrain"),
+                                resume=resume)
+    return finish(space, data, retrain_grid, configs, trials, options,
+                  wall_time_s=time.time() - started)
+
+
+def finish(space: SearchSpace, data: PreparedData, retrain_grid: tune.ResultGrid,
+           configs: list[dict[str, Any]], trials: Any, options: RunOptions, *,
+           wall_time_s: float) -> dict[str, Any]:
+    """Test evaluation of every retrain; leaderboard, best/ and summary.json."""
+    folder = options.results_path()
     runs = collect_runs(retrain_grid, configs, data.arrays, metric=space.metric,
                         threshold_rule=space.threshold_rule)
     board = leaderboard(runs, metric=space.metric, mode=space.mode)
     board.to_csv(folder / "leaderboard.csv", index=False)
     best = chosen_run(runs, board, mode=space.mode)
     outputs.write_best(folder / "best", best, space=space)
-    payload = outputs.summary(space=space, run=best, trials=trials, board=board,
-                              wall_time_s=time.time() - started, searched=searched,
-                              settings={"sweep": asdict(options.sweep), "top_k": options.top_k,
-                                        "retrain_seeds": seeds, "data": data.info})
+    payload = outputs.summary(
+        space=space, run=best, trials=trials, board=board, wall_time_s=wall_time_s,
+        searched=list(space.search),
+        settings={"sweep": asdict(options.sweep), "top_k": options.top_k,
+                  "retrain_seeds": options.retrain_seeds, "data": data.info})
     outputs.write_json(folder / "summary.json", payload)
     return payload

@@ -14,7 +14,7 @@ from core.evaluate import evaluate_predictions
 from search_spaces.types import SearchSpace
 from tuning.results import best_of
 from tuning.space import flatten, nest
-from tuning.sweep import SweepSettings, short_name
+from tuning.sweep import SweepSettings, short_name, with_trial_resources
 from tuning.trainable import retrain_trial
 
 
@@ -55,17 +55,20 @@ def retrain_by_rank(config: dict[str, Any], *, configs: list[dict[str, Any]],
     retrain_trial(nest(chosen), data=data, metric=metric, mode=mode, threads=threads)
 
 
+def retrain_trainable(configs: list[dict[str, Any]], data: Mapping[str, np.ndarray],
+                      space: SearchSpace, settings: SweepSettings) -> Any:
+    """``retrain_by_rank`` bound to the chosen configs, the data (test included) and the metric."""
+    return with_trial_resources(retrain_by_rank, settings, configs=configs, data=data,
+                                metric=space.metric, mode=space.mode)
+
+
 def build_retrain_tuner(configs: list[dict[str, Any]], seeds: list[int],
                         data: Mapping[str, np.ndarray], space: SearchSpace,
                         settings: SweepSettings, *, storage_path: str,
                         callbacks: list | None = None) -> tune.Tuner:
     """A grid of (rank, seed) retrains, run in parallel with the sweep's per-trial resources."""
-    trainable = tune.with_resources(
-        tune.with_parameters(retrain_by_rank, configs=configs, data=data, metric=space.metric,
-                             mode=space.mode, threads=max(1, int(settings.cpus_per_trial))),
-        {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial})
     return tune.Tuner(
-        trainable,
+        retrain_trainable(configs, data, space, settings),
         param_space={"rank": tune.grid_search(list(range(len(configs)))),
                      "seed": tune.grid_search(list(seeds))},
         tune_config=tune.TuneConfig(max_concurrent_trials=settings.max_concurrent,

@@ -15,7 +15,8 @@ from pathlib import Path
 from core.data.prepared import DataOptions
 from core.errors import ConfigError, DataError
 from search_spaces import SPACE_NAMES, get_space
-from tuning.pipeline import RunOptions, run_pipeline
+from tuning.options import RunOptions, load_options
+from tuning.pipeline import run_pipeline
 from tuning.sweep import SweepSettings
 
 QUICK = {"num_samples": 8, "top_k": 2, "retrain_seeds": 2, "cpus_per_trial": 1.0}
@@ -50,6 +51,8 @@ def parser() -> argparse.ArgumentParser:
     final.add_argument("--retrain-seeds", type=int, help="seeds per retrained config (default 3)")
     where = p.add_argument_group("where")
     where.add_argument("--name", help="experiment name (default: SPACE-YYYYmmdd-HHMMSS)")
+    where.add_argument("--resume", action="store_true",
+                       help="continue the run --name (its saved options) after its driver stopped")
     where.add_argument("--results-dir", type=Path, default=Path("results"), help="results root")
     where.add_argument("--storage-path", default=os.environ.get("MEDTUNE_STORAGE_PATH"),
                        help="Ray storage (folder, NFS or s3://) for checkpoints, shared by every "
@@ -101,12 +104,18 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if options.results_path().exists():
-        print(f"error: {options.results_path()} already exists; pick another --name "
-              "so no finished result is overwritten", file=sys.stderr)
+    if args.resume:
+        if not args.name or not (options.results_path() / "run_options.json").is_file():
+            print(f"error: --resume needs --name of a started run; nothing to resume in "
+                  f"{options.results_path()}", file=sys.stderr)
+            return 2
+        options = load_options(options.results_path())
+    elif options.results_path().exists():
+        print(f"error: {options.results_path()} already exists; pick another --name, or add "
+              "--resume to continue it, so no finished result is overwritten", file=sys.stderr)
         return 2
     try:
-        payload = run_pipeline(options)
+        payload = run_pipeline(options, resume=args.resume)
     except (DataError, ConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 from ray import tune
@@ -60,6 +60,31 @@ def short_name(trial: Any) -> str:
     return f"trial_{trial.trial_id}"
 
 
+def with_trial_resources(fn: Any, settings: SweepSettings, **params: Any) -> Any:
+    """``fn`` with its large arguments in the object store (once per node) and its CPUs/GPUs."""
+    return tune.with_resources(
+        tune.with_parameters(fn, threads=max(1, int(settings.cpus_per_trial)), **params),
+        {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial})
+
+
+def sweep_trainable(space: SearchSpace, data: Mapping[str, np.ndarray],
+                    settings: SweepSettings) -> Any:
+    """The sweep's trainable: ``sweep_trial`` bound to the data and the space's metric."""
+    return with_trial_resources(sweep_trial, settings, data=data, metric=space.metric,
+                                mode=space.mode)
+
+
+def fit_or_resume(build: Callable[[], tune.Tuner], trainable: Any, path: str, *,
+                  resume: bool) -> tune.ResultGrid:
+    """Fit a new Tuner, or with ``resume`` continue the one saved at ``path`` (searcher and
+    scheduler state included): finished trials are kept, unfinished ones resume from their
+    last checkpoint, errored ones stay errored."""
+    if resume and tune.Tuner.can_restore(path):
+        log.info("Resuming the experiment at %s", path)
+        return tune.Tuner.restore(path, trainable, resume_unfinished=True).fit()
+    return build().fit()
+
+
 def build_tuner(space: SearchSpace, data: Mapping[str, np.ndarray], settings: SweepSettings, *,
                 overrides: dict[str, Any], storage_path: str,
                 callbacks: list | None = None) -> tune.Tuner:
@@ -71,12 +96,8 @@ def build_tuner(space: SearchSpace, data: Mapping[str, np.ndarray], settings: Sw
     scheduler = ASHAScheduler(time_attr="training_iteration", max_t=settings.max_epochs,
                               grace_period=min(grace, settings.max_epochs),
                               reduction_factor=settings.reduction_factor)
-    trainable = tune.with_resources(
-        tune.with_parameters(sweep_trial, data=data, metric=space.metric, mode=space.mode,
-                             threads=max(1, int(settings.cpus_per_trial))),
-        {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial})
     return tune.Tuner(
-        trainable,
+        sweep_trainable(space, data, settings),
         param_space=param_space(space, {**overrides, "train/max_epochs": settings.max_epochs}),
         tune_config=tune.TuneConfig(
             metric=space.metric, mode=space.mode, num_samples=settings.num_samples,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import json
 import logging
@@ -11,6 +12,7 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 import pytorch_lightning as pl
+import ray
 import torch
 from ray import tune
 
@@ -36,7 +38,8 @@ class TuneReporter(pl.callbacks.Checkpoint):
         if trainer.sanity_checking:
             return
         metrics: dict[str, Any] = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        metrics.update(epoch=trainer.current_epoch + 1, early_stopped=int(trainer.should_stop))
+        metrics.update(epoch=trainer.current_epoch + 1, early_stopped=int(trainer.should_stop),
+                       node_id=ray.get_runtime_context().get_node_id())
         if not self.save_checkpoints:
             tune.report(metrics)
             return
@@ -71,10 +74,18 @@ def trial_resources(threads: int) -> Iterator[None]:
             torch.cuda.empty_cache()
 
 
+def trial_config(config: dict[str, Any], *, threads: int) -> TrialConfig:
+    """The typed config of a trial, with data-loader workers sized from its CPUs (one kept
+    for the training loop itself)."""
+    cfg = TrialConfig.from_dict(flatten(config))
+    workers = max(cfg.train.num_workers, min(4, int(threads) - 1))
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, num_workers=workers))
+
+
 def sweep_trial(config: dict[str, Any], *, data: Mapping[str, np.ndarray], metric: str,
                 mode: str, threads: int = 1) -> None:
     """One sweep trial: train the config, reporting and checkpointing every epoch."""
-    cfg = TrialConfig.from_dict(flatten(config))
+    cfg = trial_config(config, threads=threads)
     with trial_resources(threads), resume_path() as ckpt_path:
         train(cfg, data, metric=metric, mode=mode, callbacks=[TuneReporter()],
               ckpt_path=ckpt_path)
@@ -87,7 +98,7 @@ def retrain_trial(config: dict[str, Any], *, data: Mapping[str, np.ndarray], met
     The final report's checkpoint holds the weights and both splits' probabilities; the
     driver picks the threshold on val and computes test metrics from them.
     """
-    cfg = TrialConfig.from_dict(flatten(config))
+    cfg = trial_config(config, threads=threads)
     with trial_resources(threads):
         result = train(cfg, data, metric=metric, mode=mode,
                        callbacks=[TuneReporter(save_checkpoints=False)])

@@ -294,3 +294,68 @@ def resize(array: np.ndarray, shape: tuple[int, ...], *, mode: str = "trilinear"
         raise ValueError(f"resize mode {mode!r} is not one of 'trilinear', 'nearest'")
     tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None, None]
     return F.interpolate(tensor, size=tuple(int(s) for s in shape), **kwargs)[0, 0].numpy()
+
+
+# --- 2D images (PNG / JPEG): arrays come out (H, W) = (y, x), grey. ---
+
+IMAGE_2D_SUFFIXES = (".png", ".jpg", ".jpeg")
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601 weights, as PIL's "L"
+
+
+def _read_sitk_2d(path: Path) -> sitk.Image:
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as err:
+        detail = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        if "Unknown PixelType" in detail:
+            detail = "a pixel layout SimpleITK cannot read (grey + alpha?)"
+        raise DataError(f"Cannot read image {path}: {detail}. Accepted: PNG or JPEG, grey, RGB or "
+                        "RGBA; re-save the file as a plain grey or RGB PNG.") from err
+    if image.GetDimension() == 3 and image.GetDepth() == 1:
+        image = image[:, :, 0]
+    if image.GetDimension() != 2:
+        raise DataError(f"{path} holds a {image.GetDimension()}D image of size {image.GetSize()}; "
+                        "a 2D picture is needed.")
+    return image
+
+
+def read_image_2d(path: Path) -> np.ndarray:
+    """Read a PNG/JPEG as grey float32 (H, W) in the file's units (0-255 for 8 bits).
+
+    RGB(A) becomes luminance (alpha dropped); errors name the file.
+    """
+    path = Path(path)
+    array = sitk.GetArrayFromImage(_read_sitk_2d(path)).astype(np.float32, copy=False)
+    if array.ndim == 3:  # (H, W, C) vector pixels
+        array = array[..., :3] @ _LUMA if array.shape[-1] >= 3 else array[..., 0]
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def resize_image_2d(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resample (H, W) to ``shape`` bilinearly, float32, antialiased when shrinking.
+
+    A 2000-pixel X-ray shrunk to 224 keeps its texture instead of aliasing; masks want
+    ``resize(mode="nearest")`` instead.
+    """
+    if image.ndim != 2 or len(shape) != 2:
+        raise ValueError(f"resize_image_2d takes (H, W) and a 2D shape, got {image.shape} -> {tuple(shape)}")
+    if tuple(image.shape) == tuple(shape):
+        return np.asarray(image, dtype=np.float32)
+    tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
+    return F.interpolate(tensor, size=tuple(int(s) for s in shape), mode="bilinear",
+                         align_corners=False, antialias=True)[0, 0].numpy()
+
+
+def write_image_2d(array: np.ndarray, path: Path, *, quality: int = 95) -> None:
+    """Write uint8 (H, W) grey or (H, W, 3) RGB as PNG or JPEG (by suffix; ``quality`` for JPEG)."""
+    path = Path(path)
+    if not path.name.lower().endswith(IMAGE_2D_SUFFIXES):
+        raise DataError(f"Cannot write {path}: the name must end with one of "
+                        f"{', '.join(IMAGE_2D_SUFFIXES)}.")
+    array = np.asarray(array)
+    if array.dtype != np.uint8 or array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] != 3):
+        raise ValueError(f"write_image_2d takes uint8 (H, W) or (H, W, 3), got {array.dtype} {array.shape}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array), isVector=array.ndim == 3)
+    jpeg = path.suffix.lower() in (".jpg", ".jpeg")
+    sitk.WriteImage(image, str(path), useCompression=jpeg, compressionLevel=quality if jpeg else -1)

@@ -65,10 +65,35 @@ class CrossEntropy(nn.Module):
         return torch.softmax(logits.float(), dim=1)[:, 1]
 
 
+class GeneralizedDice(nn.Module):
+    """MONAI's GeneralizedDiceLoss on one sigmoid channel, for binary masks.
+
+    logits: (B, 1, H, W); target: (B, H, W) masks (0/1, any dtype). Reports val dice/iou.
+    """
+
+    kind = "segmentation"
+    out_channels = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        from monai.losses import GeneralizedDiceLoss  # MONAI loads only for the tasks that use it
+
+        self.dice = GeneralizedDiceLoss(sigmoid=True)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.dice(logits.float(), (target[:, None] > 0).float())
+
+    @staticmethod
+    def probabilities(logits: torch.Tensor) -> torch.Tensor:
+        """(B, 1, H, W) logits -> (B, H, W) foreground probabilities."""
+        return torch.sigmoid(logits[:, 0].float())
+
+
 LossBuilder = Callable[[tuple[float, float]], nn.Module]
 LOSSES: dict[str, LossBuilder] = {
     "weighted_bce": lambda weights: WeightedBCE(weights),
     "cross_entropy": lambda weights: CrossEntropy(None),
+    "generalized_dice": lambda weights: GeneralizedDice(),
 }
 
 

@@ -22,6 +22,7 @@ from search_spaces import get_space
 from search_spaces.types import SearchSpace
 from tuning import outputs
 from tuning.options import RunOptions, save_options
+from tuning.overlays import save_overlays
 from tuning.results import trials_table
 from tuning.retrain import (build_retrain_tuner, chosen_run, collect_runs, leaderboard,
                             retrain_trainable, top_configs)
@@ -130,6 +131,9 @@ def finish(space: SearchSpace, data: PreparedData, retrain_grid: tune.ResultGrid
     board.to_csv(folder / "leaderboard.csv", index=False)
     best = chosen_run(runs, board, mode=space.mode)
     outputs.write_best(folder / "best", best, space=space)
+    if data.arrays["test/y"].ndim > 1:  # masks: show a few test predictions
+        save_overlays(folder / "overlays", data.arrays["test/x"], data.arrays["test/y"],
+                      best.evaluation["test_probabilities"])
     payload = outputs.summary(
         space=space, run=best, trials=trials, board=board, wall_time_s=wall_time_s,
         searched=list(space.search),

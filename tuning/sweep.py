@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -16,6 +17,8 @@ from tuning.space import param_space
 from tuning.trainable import sweep_trial
 
 log = logging.getLogger(__name__)
+# Tuple choices (e.g. UNet channels) are fine in memory; Optuna only warns about storing them.
+warnings.filterwarnings("ignore", message="Choices for a categorical distribution should be")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,112 @@
+"""A synthetic chest X-ray set in the Kermany layout: ``chest_xray/{train,val,test}/{NORMAL,PNEUMONIA}``.
+
+Each frontal film (160-288 x 200-360 pixels, grey or RGB JPEG) shows a body with two dark lung
+fields, a bright mediastinum, ribs and vessel markings. Pneumonia adds diffuse opacities in the
+lung fields: a few dense lobar patches (bacteria) or many faint patches in both lungs (virus).
+Patients keep their anatomy over 1-4 films and are named as in the real set (``IM-0115-0001``,
+``NORMAL2-IM-1427-0001``, ``person12_bacteria_45``); val/ is tiny (8 + 8 films), as in the real set.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from core.data.phantoms.segmentation import MARKER, generate_once, smooth_noise
+from core.imageio import write_image_2d
+
+logger = logging.getLogger(__name__)
+
+VERSION = "xray-v1"
+# patients per (split, class): about 3 pneumonia per normal film in train, as in the real set
+PATIENTS = {"train": (36, 56), "val": (8, 8), "test": (16, 24)}
+
+
+def _anatomy(rng: np.random.Generator) -> dict[str, float]:
+    """A patient's body and lung proportions (fractions of the film), shared by their films."""
+    return {"body_w": rng.uniform(0.36, 0.44), "body_h": rng.uniform(0.52, 0.6),
+            "lung_w": rng.uniform(0.12, 0.15), "lung_h": rng.uniform(0.28, 0.34),
+            "lung_dx": rng.uniform(0.17, 0.21), "lung_y": rng.uniform(0.42, 0.48)}
+
+
+def _opacities(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, lungs: list[tuple],
+               subtype: str, side: float) -> np.ndarray:
+    """Sum of soft Gaussian patches centred in the lungs; dense and few (bacteria) or faint and many."""
+    many = subtype == "virus"
+    total = np.zeros_like(yy)
+    for _ in range(rng.integers(6, 10) if many else rng.integers(2, 4)):
+        cy, cx, ry, rx = lungs[rng.integers(len(lungs))]
+        y, x = cy + rng.uniform(-0.7, 0.7) * ry, cx + rng.uniform(-0.6, 0.6) * rx
+        sigma = rng.uniform(0.05, 0.09 if many else 0.12) * side
+        amplitude = rng.uniform(0.07, 0.13) if many else rng.uniform(0.14, 0.26)
+        total += amplitude * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * sigma ** 2))
+    return total
+
+
+def _film(rng: np.random.Generator, anatomy: dict[str, float], subtype: str) -> np.ndarray:
+    """One (H, W) film in [0, 1]; ``subtype`` "normal", "bacteria" or "virus"."""
+    shape = (int(rng.integers(160, 289)), int(rng.integers(200, 361)))
+    h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    a = {k: v * rng.uniform(0.96, 1.04) for k, v in anatomy.items()}  # positioning varies per film
+    cx, side = w / 2 + rng.uniform(-0.04, 0.04) * w, min(shape)
+    body = ((yy - 0.55 * h) / (a["body_h"] * h)) ** 2 + ((xx - cx) / (a["body_w"] * w)) ** 2 <= 1
+    film = np.where(body, 0.62, 0.06)
+    lungs = [(a["lung_y"] * h, cx + s * a["lung_dx"] * w, a["lung_h"] * h, a["lung_w"] * w) for s in (-1, 1)]
+    in_lung = np.zeros(shape, dtype=bool)
+    for ly, lx, ry, rx in lungs:
+        in_lung |= ((yy - ly) / ry) ** 2 + ((xx - lx) / rx) ** 2 <= 1
+    ribs = 0.05 * np.sin(2 * np.pi * yy / (rng.uniform(0.07, 0.09) * h)) ** 8
+    vessels = 0.04 * np.abs(smooth_noise(rng, shape, 10))
+    film = np.where(in_lung, 0.2 + ribs + vessels, film)
+    film = film + 0.18 * (np.abs(xx - cx) < 0.05 * w) * (yy > 0.2 * h) * body  # mediastinum, spine
+    if subtype != "normal":
+        patchy = 0.6 + 0.4 * np.abs(smooth_noise(rng, shape, 16))
+        film = film + in_lung * patchy * _opacities(rng, yy, xx, lungs, subtype, side)
+    film = film * rng.uniform(0.85, 1.15) + rng.uniform(-0.05, 0.05)  # exposure
+    return np.clip(film + rng.normal(0, 0.025, shape), 0, 1)
+
+
+def _patient_name(label: int, number: int, rng: np.random.Generator) -> tuple[str, str]:
+    """(patient stem, subtype) in Kermany style: IM-0115 / NORMAL2-IM-1427 or person12 (+subtype)."""
+    if label == 0:
+        return (f"IM-{number:04d}" if number % 2 else f"NORMAL2-IM-{number:04d}"), "normal"
+    return f"person{number}", ("virus" if rng.uniform() < 0.35 else "bacteria")
+
+
+def _generate(root: Path, seed: int, scale: float) -> None:
+    base = root / "chest_xray"
+    patient_no, film_no = [100, 1], 1  # next normal / pneumonia patient number; pneumonia films
+    for split_index, (split, counts) in enumerate(PATIENTS.items()):
+        for label, n_patients in enumerate(counts):
+            n_patients = n_patients if split == "val" else max(2, round(scale * n_patients))
+            folder = base / split / ("NORMAL" if label == 0 else "PNEUMONIA")
+            for k in range(n_patients):
+                rng = np.random.default_rng([seed, split_index, label, k])
+                patient, subtype = _patient_name(label, patient_no[label], rng)
+                patient_no[label] += 1
+                anatomy = _anatomy(rng)
+                for j in range(1 if split == "val" else int(rng.integers(1, 5))):
+                    film = (_film(rng, anatomy, subtype) * 255).round().astype(np.uint8)
+                    if rng.uniform() < 0.2:  # some films were saved as RGB
+                        film = np.repeat(film[..., None], 3, axis=-1)
+                    name = f"{patient}-{j + 1:04d}" if label == 0 else f"{patient}_{subtype}_{film_no}"
+                    film_no += label
+                    write_image_2d(film, folder / f"{name}.jpeg", quality=90)
+            (folder / ".DS_Store").write_bytes(b"\0")
+    litter = root / "__MACOSX" / "chest_xray"  # what unzipping the real archive on a Mac leaves
+    litter.mkdir(parents=True)
+    (litter / "._train").write_bytes(b"\0")
+
+
+def xray_phantom(cache_dir: Path, *, seed: int = 0, scale: float = 1.0) -> Path:
+    """Folder of a synthetic Kermany-layout X-ray set, generated on first use (seconds), reused after.
+
+    ``scale`` multiplies the train and test patient counts (tests use a small set); val stays 8 + 8.
+    """
+    folder = Path(cache_dir) / "phantoms" / f"{VERSION}-x{scale:g}-s{seed}"
+    if not (folder / MARKER).is_file():
+        logger.info("Generating the X-ray phantom (scale %g, seed %d) in %s", scale, seed, folder)
+    return generate_once(folder, lambda staging: _generate(staging, seed, scale),
+                         meta={"version": VERSION, "seed": seed, "scale": scale})

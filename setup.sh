@@ -12,9 +12,16 @@ if python -c "import torch" 2>/dev/null; then
 elif command -v nvidia-smi >/dev/null 2>&1; then
     pip install --quiet torch
 else
-    # CPU-only: a local CPU wheel when one is on disk, else PyTorch's CPU wheel index.
-    pip install --quiet --no-index torch==2.13.0 2>/dev/null \
-        || pip install --quiet torch==2.13.0 --extra-index-url https://download.pytorch.org/whl/cpu
+    # CPU-only: a CPU wheel that pip's configured local wheel folders hold, else PyTorch's
+    # CPU wheel index (an unpinned torch from PyPI would be a multi-GB CUDA build).
+    wheels=$(mktemp -d)
+    if pip download --quiet --no-deps --no-index torch==2.13.0 -d "$wheels" >/dev/null 2>&1; then
+        pip install --quiet torch==2.13.0
+    else
+        pip install --quiet torch --index-url https://download.pytorch.org/whl/cpu \
+            --extra-index-url https://pypi.org/simple
+    fi
+    rm -rf "$wheels"
 fi
 extras=""
 [ "${1:-}" = "--dev" ] && extras="[dev]"

@@ -23,6 +23,7 @@ class DataConfig:
     crop_margin_mm: float = 10.0  # margin around a tumour mask's bounding box
     split: tuple[float, float, float] = (0.70, 0.15, 0.15)  # train / val / test
     negative_ratio: float = 0.0  # negatives sampled per positive each epoch (0: keep all)
+    negative_pool_ratio: float = 20.0  # luna16: negatives cached per positive, per split (seeded)
     augment: bool = False  # random flips, offsets, scaling, rotation and noise on train only
 
 

@@ -4,7 +4,6 @@ Sweep trials, retrains and tests all call it, so a retrain runs exactly the code
 """
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import warnings

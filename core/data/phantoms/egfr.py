@@ -7,23 +7,19 @@ around -300 HU with a brighter solid core), wild-type tumours are solid and homo
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from core.data.phantoms.staging import MARKER, generate_once
 from core.imageio import Geometry, write_volume
 
 logger = logging.getLogger(__name__)
 
 VERSION = "egfr-v1"
 SHAPE = (48, 64, 64)  # (z, y, x) voxels
-MARKER = ".complete.json"  # hidden, so volume discovery skips it
 FLIPPED = (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0)
 IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 
@@ -113,21 +109,7 @@ def egfr_phantom(cache_dir: Path, *, n_cases: int = 160, seed: int = 0) -> Path:
     if n_cases < 10:
         raise ValueError(f"egfr_phantom needs n_cases >= 10 to hold both classes, got {n_cases}")
     folder = Path(cache_dir) / "phantoms" / f"{VERSION}-n{n_cases}-s{seed}"
-    if (folder / MARKER).is_file():
-        return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    logger.info("Generating the EGFR phantom (%d cases, seed %d) in %s", n_cases, seed, folder)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        _generate(staging, n_cases, seed)
-        (staging / MARKER).write_text(json.dumps({"version": VERSION, "n_cases": n_cases, "seed": seed}))
-        if folder.exists() and not (folder / MARKER).is_file():
-            shutil.rmtree(folder)  # a leftover from an interrupted run without the marker
-        try:
-            os.replace(staging, folder)
-        except OSError:
-            if not (folder / MARKER).is_file():
-                raise  # not another process that finished first
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return folder
+    if not (folder / MARKER).is_file():
+        logger.info("Generating the EGFR phantom (%d cases, seed %d) in %s", n_cases, seed, folder)
+    return generate_once(folder, lambda staging: _generate(staging, n_cases, seed),
+                         meta={"version": VERSION, "n_cases": n_cases, "seed": seed})

@@ -7,46 +7,17 @@ Images are grey PNGs, tinted RGB PNGs or grey JPEGs; masks are 0/255 PNGs.
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
-import shutil
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from core.data.phantoms.staging import MARKER, generate_once
 from core.imageio import write_image_2d
 
 logger = logging.getLogger(__name__)
 
 VERSION = "segmentation-v1"
-MARKER = ".complete.json"  # hidden, so the readers skip it
-
-
-def generate_once(folder: Path, generate: Callable[[Path], None], *, meta: dict) -> Path:
-    """Run ``generate(staging)`` and move the result to ``folder`` atomically, unless it is there.
-
-    A hidden marker written last says the folder is complete; concurrent callers agree on one copy.
-    """
-    if (folder / MARKER).is_file():
-        return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        generate(staging)
-        (staging / MARKER).write_text(json.dumps(meta))
-        if folder.exists() and not (folder / MARKER).is_file():
-            shutil.rmtree(folder)  # left over from an interrupted run
-        try:
-            os.replace(staging, folder)
-        except OSError:
-            if not (folder / MARKER).is_file():
-                raise  # not another process that finished first
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return folder
 
 
 def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cells: int) -> np.ndarray:

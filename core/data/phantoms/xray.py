@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.data.phantoms.segmentation import MARKER, generate_once, smooth_noise
+from core.data.phantoms.segmentation import smooth_noise
+from core.data.phantoms.staging import MARKER, generate_once
 from core.imageio import write_image_2d
 
 logger = logging.getLogger(__name__)

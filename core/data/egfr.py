@@ -212,16 +212,22 @@ def _progress(items: list[T], *, desc: str) -> Iterator[T]:
             logger.info("%s: %d/%d", desc, i, len(items))
 
 
-def _load_case(row: pd.Series, data_cfg: DataConfig) -> np.ndarray:
-    image, geometry = read_volume(Path(row["image"]), orient=ORIENTATION)
+def load_case(image_path: Path, data_cfg: DataConfig, *, mask_path: Path | None = None) -> np.ndarray:
+    """Read one case (any accepted format) and preprocess it as training does: (D, H, W) in [0, 1]."""
+    image, geometry = read_volume(Path(image_path), orient=ORIENTATION)
     mask = None
-    if isinstance(row["mask"], str):
-        mask, _ = read_volume(Path(row["mask"]), orient=ORIENTATION)
+    if mask_path is not None:
+        mask, _ = read_volume(Path(mask_path), orient=ORIENTATION)
         if mask.shape != image.shape:
-            raise DataError(f"Mask {row['mask']} has shape {mask.shape} (z, y, x) but its image "
-                            f"{row['image']} has {image.shape}; a mask must be on its image's voxel grid.")
+            raise DataError(f"Mask {mask_path} has shape {mask.shape} (z, y, x) but its image "
+                            f"{image_path} has {image.shape}; a mask must be on its image's voxel grid.")
     return preprocess_case(image, geometry, mask, shape=data_cfg.shape, hu_window=data_cfg.hu_window,
                            crop_margin_mm=data_cfg.crop_margin_mm)
+
+
+def _load_case(row: pd.Series, data_cfg: DataConfig) -> np.ndarray:
+    mask = Path(row["mask"]) if isinstance(row["mask"], str) else None
+    return load_case(Path(row["image"]), data_cfg, mask_path=mask)
 
 
 def _build(splits: pd.DataFrame, data_cfg: DataConfig) -> dict[str, np.ndarray]:

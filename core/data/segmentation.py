@@ -129,6 +129,16 @@ def _unit(image: np.ndarray) -> np.ndarray:
     return (image - lo) / (hi - lo) if hi > lo else np.zeros_like(image)
 
 
+def scale_image(image: np.ndarray, *, shape: tuple[int, int]) -> np.ndarray:
+    """A read (H, W) image -> float32 (H, W) in [0, 1] at ``shape``: min-max scaled, then bilinear."""
+    return np.clip(resize_image_2d(_unit(image), shape), 0.0, 1.0).astype(np.float32)
+
+
+def load_image(image_path: Path, *, shape: tuple[int, int]) -> np.ndarray:
+    """One image as the model sees it: (H, W) float32 in [0, 1] at ``shape``."""
+    return scale_image(read_image_2d(image_path), shape=shape)
+
+
 def load_pair(image_path: Path, mask_path: Path, *,
               shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """(H, W) float32 image in [0, 1] (bilinear) and (H, W) uint8 0/1 mask (nearest) at ``shape``."""
@@ -137,7 +147,7 @@ def load_pair(image_path: Path, mask_path: Path, *,
     if mask.shape != image.shape:
         logger.warning("Mask %s is %s but its image %s is %s (H, W); resizing the mask", mask_path,
                        mask.shape, Path(image_path).name, image.shape)
-    x = np.clip(resize_image_2d(_unit(image), shape), 0.0, 1.0)
+    x = scale_image(image, shape=shape)
     y = resize(mask.astype(np.float32), tuple(shape), mode="nearest") > 0.5
     return x.astype(np.float32), y.astype(np.uint8)
 

@@ -15,6 +15,21 @@ PREPARERS = {
     "xray": "core.data.xray:prepare_xray",
 }
 
+# task name -> (negative, positive) class names: what a saved model calls its two outputs
+CLASS_NAMES = {
+    "egfr": ("Wildtype", "Mutant"),
+    "luna16": ("non-nodule", "nodule"),
+    "segmentation": ("background", "foreground"),
+    "xray": ("NORMAL", "PNEUMONIA"),
+}
+
+
+def class_names(task: str) -> tuple[str, str]:
+    """``(negative, positive)`` names of ``task``'s classes, e.g. ("NORMAL", "PNEUMONIA")."""
+    if task not in CLASS_NAMES:
+        raise ConfigError(f"Unknown task {task!r}; known tasks: {sorted(CLASS_NAMES)}")
+    return CLASS_NAMES[task]
+
 
 def prepare(cfg: DataConfig, options: DataOptions, *, seed: int) -> PreparedData:
     """Read, split, preprocess (cached) and return the arrays of ``cfg.task``."""

@@ -147,3 +147,13 @@ def test_a_killed_driver_resumes_with_every_trial_once(no_ray, tiny_egfr, tmp_pa
     assert len(trials) == 6 and trials["trial_id"].is_unique
     assert trials["best_val/auroc"].notna().all()
     assert json.loads((tmp_path / "killed" / "summary.json").read_text())["trials"]["total"] == 6
+
+
+def test_a_reused_trial_process_waits_for_a_stopped_trial_to_end_its_epoch(monkeypatch):
+    """ASHA stops trials mid-epoch; Tune's 2 s default wait would error the next trial."""
+    from tuning.trainable import trial_resources
+
+    monkeypatch.delenv("TUNE_FUNCTION_THREAD_TIMEOUT_S", raising=False)
+    with trial_resources(1):
+        pass
+    assert int(os.environ["TUNE_FUNCTION_THREAD_TIMEOUT_S"]) >= 600

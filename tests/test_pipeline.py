@@ -42,7 +42,7 @@ def test_trials_csv_has_one_row_per_trial_with_its_config(finished_run):
     assert len(trials) == 2
     assert {"trial_id", "status", "epochs", "best_val/auroc", "last_val/auroc", "wall_time_s",
             "optim/lr", "model/kernel_size"} <= set(trials.columns)
-    assert set(trials["status"]) <= {"completed", "early_stopped", "asha_stopped"}
+    assert set(trials["status"]) <= {"completed", "early_stopped", "scheduler_stopped"}
     assert trials["epochs"].between(1, 2).all()
 
 

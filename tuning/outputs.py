@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from core.model_folder import save_model_folder
 from search_spaces.types import SearchSpace
 from tuning.retrain import RetrainRun
 
@@ -31,13 +31,12 @@ def write_json(path: Path, payload: Any) -> None:
     path.write_text(json.dumps(jsonable(payload), indent=2) + "\n")
 
 
-def write_best(folder: Path, run: RetrainRun, *, space: SearchSpace) -> None:
-    """``best/``: weights, config, threshold and test metrics of the chosen model."""
-    folder.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(run.checkpoint_dir / "model.pt", folder / "model.pt")
-    write_json(folder / "config.json", run.config)
-    write_json(folder / "threshold.json", {"threshold": run.evaluation["threshold"],
-                                           "chosen_on": "val", "metric": space.metric})
+def write_best(folder: Path, run: RetrainRun, *, space: SearchSpace,
+               data_info: dict[str, Any] | None = None) -> None:
+    """``best/``: a self-contained model folder (``core.model_folder``), test metrics, predictions."""
+    save_model_folder(folder, weights=run.checkpoint_dir / "model.pt", config=run.config,
+                      threshold=run.evaluation["threshold"], name=folder.parent.name,
+                      metric=space.metric, training_data=jsonable(data_info or {}))
     write_json(folder / "metrics.json", {"val": {space.metric: run.val_score},
                                          "test": run.evaluation["test"]})
     np.savez(folder / "predictions.npz", val=run.evaluation["val_probabilities"],

@@ -21,14 +21,17 @@ from core.data.tasks import prepare
 from search_spaces import get_space
 from search_spaces.types import SearchSpace
 from tuning import outputs
+from tuning.analysis import histories_from_grid
 from tuning.options import RunOptions, save_options
 from tuning.overlays import save_overlays
+from tuning.report import write_report
 from tuning.results import trials_table
 from tuning.retrain import (build_retrain_tuner, chosen_run, collect_runs, leaderboard,
                             retrain_trainable, top_configs)
 from tuning.space import check_space
 from tuning.sweep import SweepSettings, build_tuner, fit_or_resume, sweep_trainable
-from tuning.tracking import prepare_wandb, wandb_callbacks
+from tuning.tracking import (log_wandb_retrains, mlflow_callbacks, prepare_wandb, wandb_callbacks,
+                             wandb_mode)
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +74,8 @@ def run_sweep(space: SearchSpace, data: PreparedData, options: RunOptions, *,
     arrays = data.without_test().arrays
     return fit_or_resume(
         lambda: build_tuner(space, arrays, options.sweep, overrides=options.overrides,
-                            storage_path=options.storage(), callbacks=callbacks),
+                            storage_path=options.storage(), callbacks=callbacks,
+                            study_name=options.name),
         sweep_trainable(space, arrays, options.sweep), f"{options.storage()}/sweep",
         resume=resume)
 
@@ -103,9 +107,10 @@ def run_pipeline(options: RunOptions, *, resume: bool = False) -> dict[str, Any]
     start_ray(options.address)
     options = replace(options, sweep=resolve_resources(options.sweep))
 
-    def tracking(job_type: str) -> list:
-        return wandb_callbacks(mode=mode, project=options.wandb_project, group=options.name,
-                               job_type=job_type, folder=folder)
+    def tracking(job_type: str, *, with_wandb: bool = True) -> list:
+        return ((wandb_callbacks(mode=mode, project=options.wandb_project, group=options.name,
+                                 job_type=job_type, folder=folder) if with_wandb else [])
+                + mlflow_callbacks(uri=options.mlflow, experiment=options.name, job_type=job_type))
 
     sweep_grid = run_sweep(space, data, options, callbacks=tracking("trial"), resume=resume)
     trials = trials_table(sweep_grid, metric=space.metric, mode=space.mode,
@@ -114,23 +119,24 @@ def run_pipeline(options: RunOptions, *, resume: bool = False) -> dict[str, Any]
     configs = top_configs(sweep_grid, metric=space.metric, mode=space.mode, k=options.top_k)
     if not configs:
         raise RuntimeError(f"no trial reported {space.metric}; see {folder / 'trials.csv'}")
-    retrain_grid = run_retrains(space, data, configs, options, callbacks=tracking("retrain"),
-                                resume=resume)
+    # W&B: one run per retrain, logged in finish() once its test metrics exist
+    retrain_grid = run_retrains(space, data, configs, options,
+                                callbacks=tracking("retrain", with_wandb=False), resume=resume)
     return finish(space, data, retrain_grid, configs, trials, options,
-                  wall_time_s=time.time() - started)
+                  wall_time_s=time.time() - started, sweep_grid=sweep_grid)
 
 
 def finish(space: SearchSpace, data: PreparedData, retrain_grid: tune.ResultGrid,
            configs: list[dict[str, Any]], trials: Any, options: RunOptions, *,
-           wall_time_s: float) -> dict[str, Any]:
-    """Test evaluation of every retrain; leaderboard, best/ and summary.json."""
+           wall_time_s: float, sweep_grid: tune.ResultGrid | None = None) -> dict[str, Any]:
+    """Test evaluation of every retrain; leaderboard, best/ and summary.json, then report.md."""
     folder = options.results_path()
     runs = collect_runs(retrain_grid, configs, data.arrays, metric=space.metric,
                         threshold_rule=space.threshold_rule)
     board = leaderboard(runs, metric=space.metric, mode=space.mode)
     board.to_csv(folder / "leaderboard.csv", index=False)
     best = chosen_run(runs, board, mode=space.mode)
-    outputs.write_best(folder / "best", best, space=space)
+    outputs.write_best(folder / "best", best, space=space, data_info=data.info)
     if data.arrays["test/y"].ndim > 1:  # masks: show a few test predictions
         save_overlays(folder / "overlays", data.arrays["test/x"], data.arrays["test/y"],
                       best.evaluation["test_probabilities"])
@@ -140,4 +146,12 @@ def finish(space: SearchSpace, data: PreparedData, retrain_grid: tune.ResultGrid
         settings={"sweep": asdict(options.sweep), "top_k": options.top_k,
                   "retrain_seeds": options.retrain_seeds, "data": data.info})
     outputs.write_json(folder / "summary.json", payload)
+    if options.wandb:
+        log_wandb_retrains(runs, mode=wandb_mode(), project=options.wandb_project,
+                           group=options.name, folder=folder, metric=space.metric)
+    try:  # last: every results file above is already written
+        write_report(folder, space=space, test_labels=data.arrays["test/y"], options=options,
+                     histories=None if sweep_grid is None else histories_from_grid(sweep_grid))
+    except Exception:  # noqa: BLE001 - a broken report must not fail a finished run
+        log.exception("report.md could not be written; the results files are complete")
     return payload

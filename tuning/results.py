@@ -12,7 +12,7 @@ from tuning.space import flatten
 
 def trial_status(result: tune.Result, *, max_epochs: int) -> tuple[str, str]:
     """``(status, reason)``: errored / infeasible (out of memory) / early_stopped / completed /
-    asha_stopped, with the error's last line when there is one."""
+    scheduler_stopped, with the error's last line when there is one."""
     if result.error is not None:
         reason = str(result.error).strip().splitlines()[-1][:300]
         oom = "out of memory" in str(result.error).lower()
@@ -22,7 +22,7 @@ def trial_status(result: tune.Result, *, max_epochs: int) -> tuple[str, str]:
         return "early_stopped", ""
     if metrics.get("epoch", 0) >= max_epochs:
         return "completed", ""
-    return "asha_stopped", ""
+    return "scheduler_stopped", ""
 
 
 def best_of(series: pd.Series, mode: str) -> float:
@@ -44,7 +44,7 @@ def trials_table(grid: tune.ResultGrid, *, metric: str, mode: str, max_epochs: i
         status, reason = trial_status(result, max_epochs=max_epochs)
         config = flatten(result.config or {})
         rows.append({
-            "trial_id": metrics.get("trial_id", _trial_id(result)),
+            "trial_id": _trial_id(result),
             "status": status,
             "epochs": int(metrics.get("epoch", 0) or 0),
             f"best_{metric}": best_of(history[metric], mode) if has_metric else math.nan,
@@ -61,6 +61,7 @@ def trials_table(grid: tune.ResultGrid, *, metric: str, mode: str, max_epochs: i
 
 
 def _trial_id(result: tune.Result) -> str:
-    """The trial's id from its folder name when the trial never reported."""
+    """The trial's id from its folder name (``trial_<id>``): an errored trial's metrics may be
+    those its reused process reported for an earlier trial."""
     path = str(getattr(result, "path", "") or "")
-    return path.rstrip("/").rsplit("/", 1)[-1]
+    return path.rstrip("/").rsplit("/", 1)[-1].removeprefix("trial_")

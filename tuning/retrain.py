@@ -12,6 +12,7 @@ from ray import tune
 
 from core.evaluate import evaluate_predictions
 from search_spaces.types import SearchSpace
+from tuning.progress import retrain_table
 from tuning.results import best_of
 from tuning.space import flatten, nest
 from tuning.sweep import SweepSettings, short_name, with_trial_resources
@@ -77,7 +78,7 @@ def build_retrain_tuner(configs: list[dict[str, Any]], seeds: list[int],
         run_config=tune.RunConfig(name="retrain", storage_path=storage_path,
                                   callbacks=callbacks or [],
                                   failure_config=tune.FailureConfig(max_failures=settings.max_failures),
-                                  verbose=1))
+                                  progress_reporter=retrain_table(space), verbose=1))
 
 
 def collect_runs(grid: tune.ResultGrid, configs: list[dict[str, Any]],

@@ -1,4 +1,5 @@
-"""The sweep: a Ray Tune ``Tuner`` with Optuna TPE proposing configs and ASHA stopping weak ones."""
+"""The sweep: a Ray Tune ``Tuner`` whose search proposes configs (Optuna TPE by default) and whose
+scheduler stops weak ones (ASHA by default); see ``tuning.searchers``."""
 from __future__ import annotations
 
 import logging
@@ -8,11 +9,10 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler
-from ray.tune.search import ConcurrencyLimiter
-from ray.tune.search.optuna import OptunaSearch
 
-from search_spaces.types import Choice, SearchSpace
+from search_spaces.types import SearchSpace
+from tuning.progress import quiet_ray_output, trial_table
+from tuning.searchers import build_scheduler, build_searcher, seed_point  # noqa: F401 (seed_point: moved)
 from tuning.space import param_space
 from tuning.trainable import sweep_trial
 
@@ -35,27 +35,9 @@ class SweepSettings:
     reduction_factor: int = 3
     max_failures: int = 0
     time_budget_s: float | None = None
-
-
-def seed_point(space: SearchSpace, overrides: dict[str, Any]) -> dict[str, Any] | None:
-    """The seed project's defaults as TPE's first config, each moved into its range if outside.
-
-    (The EGFR seed used no weight decay; the log-uniform range starts just above zero.)
-    None when a searched key has no fixed default.
-    """
-    point = {}
-    for key, dist in space.search.items():
-        if key in overrides:  # fixed for this run, no longer searched
-            continue
-        value = space.fixed.get(key)
-        if value is None:
-            return None
-        if isinstance(dist, Choice):
-            point[key] = value if value in dist.values else min(
-                dist.values, key=lambda option: abs(option - value))
-        else:
-            point[key] = type(dist.low)(min(max(value, dist.low), dist.high))
-    return point
+    search: str = "tpe"  # tpe | random | wandb-bayes (tuning.searchers)
+    scheduler: str = "auto"  # auto | asha | wandb-hyperband | none
+    optuna_storage: str | None = None  # a database URL or file for the TPE study; None: in memory
 
 
 def short_name(trial: Any) -> str:
@@ -79,9 +61,11 @@ def sweep_trainable(space: SearchSpace, data: Mapping[str, np.ndarray],
 
 def fit_or_resume(build: Callable[[], tune.Tuner], trainable: Any, path: str, *,
                   resume: bool) -> tune.ResultGrid:
-    """Fit a new Tuner, or with ``resume`` continue the one saved at ``path`` (searcher and
-    scheduler state included): finished trials are kept, unfinished ones resume from their
-    last checkpoint, errored ones stay errored."""
+    """Fit a new Tuner, or with ``resume`` continue the one saved at ``path``: the searcher's
+    state is restored, finished trials are kept, unfinished ones resume from their last
+    checkpoint, errored ones stay errored. (Ray does not save the scheduler's rung statistics;
+    ASHA rebuilds them from the results that follow.)"""
+    quiet_ray_output()  # a restored Tuner keeps its reporter; Ray's output engine must allow it
     if resume and tune.Tuner.can_restore(path):
         log.info("Resuming the experiment at %s", path)
         return tune.Tuner.restore(path, trainable, resume_unfinished=True).fit()
@@ -90,25 +74,22 @@ def fit_or_resume(build: Callable[[], tune.Tuner], trainable: Any, path: str, *,
 
 def build_tuner(space: SearchSpace, data: Mapping[str, np.ndarray], settings: SweepSettings, *,
                 overrides: dict[str, Any], storage_path: str,
-                callbacks: list | None = None) -> tune.Tuner:
-    """A Tuner over the space's param space with TPE (seeded) and ASHA counted in epochs."""
-    grace = settings.grace_period or max(2, settings.max_epochs // 10)
-    first = seed_point(space, overrides)
-    searcher = OptunaSearch(metric=space.metric, mode=space.mode, seed=settings.seed,
-                            points_to_evaluate=[first] if first else None)
-    scheduler = ASHAScheduler(time_attr="training_iteration", max_t=settings.max_epochs,
-                              grace_period=min(grace, settings.max_epochs),
-                              reduction_factor=settings.reduction_factor)
+                callbacks: list | None = None, study_name: str | None = None) -> tune.Tuner:
+    """A Tuner over the space's param space with the settings' search (seeded) and early
+    termination counted in epochs; a compact trial table while it runs."""
+    quiet_ray_output()
+    searched = [key for key in space.search if key not in overrides]
     return tune.Tuner(
         sweep_trainable(space, data, settings),
         param_space=param_space(space, {**overrides, "train/max_epochs": settings.max_epochs}),
         tune_config=tune.TuneConfig(
             metric=space.metric, mode=space.mode, num_samples=settings.num_samples,
-            search_alg=ConcurrencyLimiter(searcher, max_concurrent=settings.max_concurrent),
-            scheduler=scheduler, reuse_actors=True, time_budget_s=settings.time_budget_s,
+            search_alg=build_searcher(space, settings, overrides, study_name=study_name),
+            scheduler=build_scheduler(space, settings, overrides), reuse_actors=True,
+            time_budget_s=settings.time_budget_s,
             trial_name_creator=short_name, trial_dirname_creator=short_name),
         run_config=tune.RunConfig(
             name="sweep", storage_path=storage_path, callbacks=callbacks or [],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=settings.max_failures),
-            verbose=1))
+            progress_reporter=trial_table(space, searched), verbose=1))

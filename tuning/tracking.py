@@ -1,4 +1,4 @@
-"""W&B tracking, wired in one place: one W&B run per trial, offline when there is no API key."""
+"""Tracking, wired in one place: W&B (offline when there is no API key) and MLflow, one run per trial."""
 from __future__ import annotations
 
 import logging
@@ -18,8 +18,7 @@ def wandb_mode() -> str:
     try:
         import wandb
 
-        wandb.ensure_configured()
-        return "online" if wandb.api.api_key else "offline"
+        return "online" if wandb.login(prompt=False, verify=False) else "offline"
     except Exception:  # no wandb, no settings file: track locally
         return "offline"
 
@@ -28,10 +27,10 @@ def prepare_wandb(enabled: bool) -> str:
     """Decide the mode before Ray starts, so trial and logger processes inherit WANDB_MODE."""
     if not enabled:
         return "disabled"
+    os.environ.setdefault("WANDB_SILENT", "true")
     mode = wandb_mode()
     if mode == "offline":
         os.environ["WANDB_MODE"] = "offline"  # Ray's callback then skips its API-key check
-    os.environ.setdefault("WANDB_SILENT", "true")
     return mode
 
 
@@ -41,12 +40,53 @@ def wandb_callbacks(*, mode: str, project: str, group: str, job_type: str,
     if mode == "disabled":
         return []
     try:
-        from ray.air.integrations.wandb import WandbLoggerCallback
+        from tuning.wandb_logging import SafeWandbLoggerCallback
     except ImportError:
         log.warning("wandb is not installed: trials are not tracked in W&B")
         return []
     folder.mkdir(parents=True, exist_ok=True)
-    return [WandbLoggerCallback(project=project, group=group, job_type=job_type, mode=mode,
-                                dir=str(folder), log_config=False,
-                                excludes=["time_this_iter_s", "timestamp", "pid", "hostname",
-                                          "node_ip", "time_since_restore", "iterations_since_restore"])]
+    return [SafeWandbLoggerCallback(
+        project=project, group=group, job_type=job_type, mode=mode, dir=str(folder),
+        log_config=False, upload_timeout=300,
+        excludes=["time_this_iter_s", "timestamp", "pid", "hostname", "node_ip",
+                  "time_since_restore", "iterations_since_restore"])]
+
+
+def log_wandb_retrains(runs: list, *, mode: str, project: str, group: str, folder: Path,
+                       metric: str) -> int:
+    """One W&B run per retrain (job type ``retrain``) with its test metrics in the summary, logged
+    from the driver once the test split has been read; failures are warnings. Returns the count."""
+    if mode == "disabled" or not runs:
+        return 0
+    try:
+        from tuning.wandb_logging import log_retrains
+    except ImportError:
+        log.warning("wandb is not installed: retrains are not tracked in W&B")
+        return 0
+    return log_retrains(runs, mode=mode, project=project, group=group, folder=folder, metric=metric)
+
+
+def local_mlflow_uri(folder: Path) -> str:
+    """A local MLflow store in ``folder/mlruns`` as a ``file:`` URI (the default of ``--mlflow``)."""
+    return (Path(folder).resolve() / "mlruns").as_uri()
+
+
+def mlflow_callbacks(*, uri: str | None, experiment: str, job_type: str) -> list:
+    """Ray's driver-side MLflow logger: one MLflow run per trial, tagged ``job_type``; none without a URI.
+
+    MLflow 3 refuses ``file:`` stores unless ``MLFLOW_ALLOW_FILE_STORE`` is set; a local store is
+    what ``--mlflow`` asks for, so it is set here (a database or server URI needs nothing).
+    """
+    if not uri:
+        return []
+    if uri.startswith("file:") or "://" not in uri:
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    try:
+        import mlflow  # noqa: F401  (Ray's callback needs it; fail here with a clear message)
+        from ray.air.integrations.mlflow import MLflowLoggerCallback
+    except ImportError:
+        log.warning("mlflow is not installed (pip install 'medtune[mlflow]'): trials are not "
+                    "tracked in MLflow")
+        return []
+    return [MLflowLoggerCallback(tracking_uri=uri, experiment_name=experiment,
+                                 tags={"job_type": job_type}, save_artifact=False)]

@@ -1,0 +1,164 @@
+"""W&B tracking: one run per trial and per retrain, offline without a key, test metrics in each
+retrain's summary, never a failed sweep because of W&B, and never an API key in the results."""
+import json
+import logging
+import struct
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from core.data.prepared import DataOptions
+from tuning.options import RunOptions
+from tuning.sweep import SweepSettings
+
+wandb = pytest.importorskip("wandb")
+FAKE_KEY = "fake-key-0123456789abcdef0123456789abcdef01234567"
+BLOCK = 32768  # W&B's transaction log: LevelDB-style 32 KiB blocks of 7-byte-headed chunks
+
+
+def wandb_records(path: Path):
+    """The protobuf records of an offline run's ``run-*.wandb`` file."""
+    from wandb.proto import wandb_internal_pb2
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B"
+    pos, chunk = 7, b""
+    while pos + 7 <= len(data):
+        if BLOCK - pos % BLOCK < 7:  # a block's tail too short for a header is padding
+            pos += BLOCK - pos % BLOCK
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        if length == 0 and kind == 0:
+            break
+        chunk += data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # a full record, or the last chunk of one
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(chunk)
+            yield record
+            chunk = b""
+
+
+def offline_runs(folder: Path) -> list[dict]:
+    """Each offline run under ``folder``: job type, group, config keys and final summary."""
+    runs = []
+    for path in sorted(folder.glob("offline-run-*/run-*.wandb")):
+        run = {"summary": {}, "config": set()}
+        for record in wandb_records(path):
+            kind = record.WhichOneof("record_type")
+            if kind == "run":
+                run.update(job_type=record.run.job_type, group=record.run.run_group)
+                run["config"] |= {_key(item) for item in record.run.config.update}
+            elif kind == "summary":
+                run["summary"].update({_key(item): item.value_json for item in record.summary.update})
+        runs.append(run)
+    return runs
+
+
+def _key(item) -> str:
+    return item.key or "/".join(item.nested_key)  # W&B splits "val/auroc" into a nested key
+
+
+def fake_retrain(tmp_path, rank=0, seed=42):
+    folder = tmp_path / f"ckpt{rank}{seed}"
+    folder.mkdir()
+    history = [{"epoch": 1, "val/auroc": 0.6, "val/loss": 0.7}, {"epoch": 2, "val/auroc": 0.7, "val/loss": 0.6}]
+    (folder / "history.json").write_text(json.dumps(history))
+    test = {"auroc": {"value": 0.75, "ci_low": 0.6, "ci_high": 0.9}}
+    return SimpleNamespace(rank=rank, seed=seed, val_score=0.7, checkpoint_dir=folder,
+                           config={"optim/lr": 1e-3, "data/shape": (16, 16, 16), "train/seed": seed},
+                           evaluation={"threshold": 0.4, "test": test})
+
+
+def test_a_trial_config_reaches_wandb_flat_and_readable():
+    from tuning.wandb_logging import wandb_config
+
+    nested = {"optim": {"lr": 1e-3}, "data": {"shape": (16, 16, 16)}, "rank": 0}
+    assert wandb_config(nested) == {"optim.lr": 1e-3, "data.shape": [16, 16, 16], "rank": 0}
+    assert wandb_config({"optim/lr": 1e-3}) == {"optim.lr": 1e-3}
+
+
+def test_a_retrain_is_one_offline_run_with_its_test_metrics(tmp_path):
+    from tuning.tracking import log_wandb_retrains
+
+    runs = [fake_retrain(tmp_path, seed=42), fake_retrain(tmp_path, seed=43)]
+    logged = log_wandb_retrains(runs, mode="offline", project="p", group="g", folder=tmp_path / "wb",
+                                metric="val/auroc")
+    found = offline_runs(tmp_path / "wb" / "wandb")
+    assert logged == 2 and len(found) == 2
+    for run in found:
+        assert run["job_type"] == "retrain" and run["group"] == "g"
+        assert {"optim.lr", "data.shape", "train.seed"} <= run["config"]
+        assert float(run["summary"]["test/auroc"]) == 0.75
+        assert float(run["summary"]["best_val/auroc"]) == 0.7
+        assert float(run["summary"]["test/auroc_ci_low"]) == 0.6
+
+
+def test_a_wandb_failure_is_a_warning_and_the_sweep_goes_on(monkeypatch, caplog, tmp_path):
+    from ray.air.integrations.wandb import WandbLoggerCallback
+
+    from tuning.wandb_logging import SafeWandbLoggerCallback, log_retrains
+
+    def broken(*args, **kwargs):
+        raise ConnectionError("W&B is down")
+
+    monkeypatch.setattr(WandbLoggerCallback, "log_trial_start", broken)
+    monkeypatch.setattr(wandb, "init", broken)
+    callback = SafeWandbLoggerCallback(project="p", mode="offline")
+    with caplog.at_level(logging.WARNING):
+        callback.log_trial_start(SimpleNamespace(trial_id="x"))
+        callback.log_trial_result(1, SimpleNamespace(trial_id="x"), {})  # switched off: no-op
+        logged = log_retrains([fake_retrain(tmp_path)], mode="offline", project="p", group="g",
+                              folder=tmp_path / "wb", metric="val/auroc")
+    assert logged == 0
+    assert "W&B logging stopped" in caplog.text and "W&B is down" in caplog.text
+    assert "was not logged" in caplog.text
+
+
+# --- whole runs ------------------------------------------------------------------------------
+
+def tiny_options(tiny_egfr, tmp, name):
+    return RunOptions(
+        space="egfr", data=DataOptions(root=tiny_egfr, cache_dir=tmp / "cache"),
+        sweep=SweepSettings(num_samples=2, max_epochs=2, max_concurrent=2, seed=1),
+        overrides={"data/shape": (16, 16, 16), "train/batch_size": 8},
+        name=name, results_dir=tmp / "results", top_k=1, retrain_seeds=2, wandb=True,
+        wandb_project="medtune-test")
+
+
+@pytest.mark.slow
+def test_without_a_key_every_trial_and_retrain_is_an_offline_run(ray_local, tiny_egfr, tmp_path,
+                                                                  monkeypatch):
+    from tuning.pipeline import run_pipeline
+
+    for name in ("WANDB_MODE", "WANDB_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.netrc, no wandb settings: no login
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "home" / ".config" / "wandb"))
+    options = tiny_options(tiny_egfr, tmp_path, "nokey")
+    run_pipeline(options)
+    runs = offline_runs(options.results_path() / "wandb")
+    assert sorted(run["job_type"] for run in runs) == ["retrain", "retrain", "trial", "trial"]
+    assert {run["group"] for run in runs} == {"nokey"}
+    for run in runs:
+        assert "optim.lr" in run["config"] and "val/auroc" in run["summary"]
+    assert all("test/auroc" in run["summary"] for run in runs if run["job_type"] == "retrain")
+
+
+@pytest.mark.slow
+def test_no_api_key_is_written_into_results_or_logs(ray_local, tiny_egfr, tmp_path, monkeypatch,
+                                                    caplog, capfd):
+    from tuning.pipeline import run_pipeline
+
+    monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    options = tiny_options(tiny_egfr, tmp_path, "withkey")
+    with caplog.at_level(logging.DEBUG):
+        run_pipeline(options)
+    files = [path for path in options.results_path().rglob("*") if path.is_file()]
+    assert len(offline_runs(options.results_path() / "wandb")) == 4
+    leaked = [str(path) for path in files if FAKE_KEY.encode() in path.read_bytes()]
+    assert not leaked
+    out, err = capfd.readouterr()
+    assert FAKE_KEY not in caplog.text + out + err

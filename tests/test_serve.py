@@ -9,7 +9,6 @@ import time
 import warnings
 import zipfile
 
-import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")

@@ -12,7 +12,7 @@ from ray import tune
 
 from search_spaces.types import SearchSpace
 from tuning.progress import quiet_ray_output, trial_table
-from tuning.searchers import build_scheduler, build_searcher, seed_point  # noqa: F401 (seed_point: moved)
+from tuning.searchers import build_scheduler, build_searcher
 from tuning.space import param_space
 from tuning.trainable import sweep_trial
 

@@ -23,17 +23,13 @@ def binary_metrics(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> dict
 
     y: (N,) 0/1 labels; p: (N,) positive-class probabilities.
     """
-    y = np.asarray(y).astype(int)
-    pred = (np.asarray(p) >= threshold).astype(int)
-    tp = int(((pred == 1) & (y == 1)).sum())
-    tn = int(((pred == 0) & (y == 0)).sum())
-    fp = int(((pred == 1) & (y == 0)).sum())
-    fn = int(((pred == 0) & (y == 1)).sum())
+    counts = confusion(y, p, threshold)
+    tp, fp, tn, fn = counts["tp"], counts["fp"], counts["tn"], counts["fn"]
     sens = tp / (tp + fn) if tp + fn else float("nan")
     spec = tn / (tn + fp) if tn + fp else float("nan")
     prec = tp / (tp + fp) if tp + fp else float("nan")
     f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
-    return {"auroc": auroc(y, p), "accuracy": (tp + tn) / max(len(y), 1), "f1": f1,
+    return {"auroc": auroc(y, p), "accuracy": (tp + tn) / max(tp + fp + tn + fn, 1), "f1": f1,
             "sensitivity": sens, "specificity": spec, "precision": prec}
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
 
-from core.metrics import VAL_LOSS, segmentation_scores
+from core.metrics import VAL_LOSS, confusion, segmentation_scores
 from search_spaces.types import Choice, Distribution, LogUniform
 from tuning.analysis import choice_label
 
@@ -228,8 +228,8 @@ def plot_test_curves(y: np.ndarray, p: np.ndarray, threshold: float, path: Path)
 
 def plot_confusion(y: np.ndarray, p: np.ndarray, threshold: float, path: Path) -> Path:
     """The test confusion matrix at the val-chosen threshold, counts and row percentages."""
-    y, pred = np.asarray(y).astype(int), (np.asarray(p) >= threshold).astype(int)
-    matrix = np.array([[((y == t) & (pred == q)).sum() for q in (0, 1)] for t in (0, 1)])
+    counts = confusion(y, p, threshold)
+    matrix = np.array([[counts["tn"], counts["fp"]], [counts["fn"], counts["tp"]]])
     fig = _figure(5.0, 4.2)
     ax = fig.subplots()
     image = ax.imshow(matrix, cmap="Blues", vmin=0)

@@ -9,14 +9,19 @@ os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 
-@pytest.fixture
-def ray_local():
-    """A small local Ray cluster (2 CPUs), started once and shared by the tests that use it."""
+def ensure_ray():
+    """Start the small local Ray cluster (2 CPUs) the Ray tests share, unless it is running."""
     import ray
 
     if not ray.is_initialized():
         ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
     return ray
+
+
+@pytest.fixture
+def ray_local():
+    """The shared local Ray cluster, for function-scoped tests."""
+    return ensure_ray()
 
 
 @pytest.fixture

@@ -14,17 +14,16 @@ from core.model_folder import load_model_folder
 from tuning.options import RunOptions
 from tuning.sweep import SweepSettings
 from tuning.tracking import local_mlflow_uri
+from tests.conftest import ensure_ray
 
 
 @pytest.fixture(scope="module")
 def finished_run(tiny_egfr, tmp_path_factory):
     """One tiny egfr run (2 trials, 1 epoch, 1 retrain) tracked in a local MLflow store."""
-    import ray
 
     from tuning.pipeline import run_pipeline
 
-    if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
+    ensure_ray()
     tmp = tmp_path_factory.mktemp("model-folder")
     options = RunOptions(
         space="egfr", data=DataOptions(root=tiny_egfr, cache_dir=tmp / "cache"),

@@ -8,16 +8,15 @@ from core.data.prepared import DataOptions
 from tuning.options import RunOptions
 from tuning.pipeline import run_pipeline
 from tuning.sweep import SweepSettings
+from tests.conftest import ensure_ray
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def finished_run(tiny_egfr, tmp_path_factory):
-    import ray
 
-    if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
+    ensure_ray()
     tmp = tmp_path_factory.mktemp("run")
     options = RunOptions(
         space="egfr",

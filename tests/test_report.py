@@ -17,6 +17,7 @@ from tuning.analysis import (Skipped, best_so_far, choice_label, number, param_i
 from tuning.options import RunOptions
 from tuning.report import final_sections, write_report
 from tuning.sweep import SweepSettings
+from tests.conftest import ensure_ray
 
 SWEEP_PLOTS = ["best_so_far.png", "parameters.png", "importance.png", "stopping.png",
                "learning_curves.png"]
@@ -34,12 +35,10 @@ def tiny_options(root, tmp, *, name: str, num_samples: int = 4) -> RunOptions:
 
 def run_tiny(options: RunOptions):
     """Run the whole pipeline (Ray as in test_pipeline); the results folder and test labels."""
-    import ray
 
     from tuning.pipeline import prepare_data, run_pipeline
 
-    if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
+    ensure_ray()
     run_pipeline(options)
     data = prepare_data(get_space("egfr"), options)  # a cache hit: the labels the run tested on
     return options.results_path(), np.asarray(data.arrays["test/y"])

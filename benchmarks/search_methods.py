@@ -26,7 +26,7 @@ import ray  # noqa: E402
 from core.config import TrialConfig  # noqa: E402
 from core.metrics import VAL_LOSS  # noqa: E402
 from core.data.prepared import DataOptions  # noqa: E402
-from core.data.tasks import prepare  # noqa: E402
+from core.tasks import get_task, prepare  # noqa: E402
 from search_spaces import get_space  # noqa: E402
 from tuning.sweep import SweepSettings, build_tuner  # noqa: E402
 
@@ -80,7 +80,8 @@ def main() -> None:
     args.add_argument("--seed", type=int, default=42)
     opts = args.parse_args()
     space = get_space("egfr")
-    data = prepare(TrialConfig.from_dict(space.fixed).data, DataOptions(), seed=42)
+    cfg = TrialConfig.from_dict(space.fixed).data
+    data = prepare(get_task(cfg.task), cfg, DataOptions(), seed=42)
     arrays = data.without_test().arrays
     ray.init(num_cpus=opts.slots, include_dashboard=False, configure_logging=False)
     rows = []

@@ -25,7 +25,7 @@ from ray import tune  # noqa: E402
 
 from core.config import TrialConfig  # noqa: E402
 from core.data.prepared import DataOptions  # noqa: E402
-from core.data.tasks import prepare  # noqa: E402
+from core.tasks import get_task, prepare  # noqa: E402
 from core.train import quiet_lightning, train  # noqa: E402
 from search_spaces import get_space  # noqa: E402
 from tuning.space import flatten, nest  # noqa: E402
@@ -53,7 +53,8 @@ def main() -> None:
     args.add_argument("--slots", type=int, default=2)
     opts = args.parse_args()
     space = get_space("egfr")
-    data = prepare(TrialConfig.from_dict(space.fixed).data, DataOptions(), seed=42)
+    cfg = TrialConfig.from_dict(space.fixed).data
+    data = prepare(get_task(cfg.task), cfg, DataOptions(), seed=42)
     arrays = data.without_test().arrays
     ray.init(num_cpus=opts.slots, include_dashboard=False, configure_logging=False)
     settings = SweepSettings(num_samples=opts.trials, max_epochs=opts.epochs,

@@ -9,7 +9,7 @@ shape is used as it is).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,18 +18,16 @@ import numpy as np
 import pandas as pd
 
 from core.config import DataConfig
-from core.data.luna16 import COORDS
 from core.errors import DataError
 from core.evaluate import predict
-from core.imageio import (IMAGE_2D_SUFFIXES, find_volumes, read_image_2d, read_volume, resize,
-                          volume_suffix, world_to_voxel, write_image_2d)
+from core.imageio import IMAGE_2D_SUFFIXES, find_volumes, resize, volume_suffix, write_image_2d
 from core.model_folder import LoadedModel
+from core.tasks import get_task
+from core.tasks.luna16 import COORDS
 
 logger = logging.getLogger(__name__)
 
 MASKS = "masks"  # a folder of this name beside the inputs holds egfr tumour masks, not inputs
-USES_MASKS = frozenset({"egfr"})  # tasks whose preprocessing crops around a tumour mask
-USES_POINTS = frozenset({"luna16"})  # tasks that cut a candidate point out of a whole volume
 
 
 @dataclass(frozen=True)
@@ -99,7 +97,8 @@ def _with_points(volume: Path, candidates: pd.DataFrame) -> list[Case]:
 def find_cases(inputs: Iterable[Path], cfg: DataConfig, *, masks_dir: Path | None = None,
                candidates: pd.DataFrame | None = None) -> list[Case]:
     """Cases from files and folders: a folder means every input in it (a DICOM folder is one case)."""
-    volumes = len(cfg.shape) == 3
+    task = get_task(cfg.task)
+    volumes = task.spatial_dims == 3
     cases: list[Case] = []
     masks: dict[Path, dict[str, Path]] = {}
     for given in map(Path, inputs):
@@ -110,73 +109,25 @@ def find_cases(inputs: Iterable[Path], cfg: DataConfig, *, masks_dir: Path | Non
         for path in paths:
             if candidates is not None and volumes:
                 cases += _with_points(path, candidates)
-            elif cfg.task in USES_MASKS:
+            elif "mask" in task.inputs:
                 cases.append(Case(path, mask=_mask_for(path, masks_dir, masks)))
             else:
                 cases.append(Case(path))
     return cases
 
 
-# --- preprocessing, per task: each reuses its reader's own function ----------------------------
-
-Loader = Callable[[Case, DataConfig, dict], "tuple[np.ndarray, tuple[int, ...] | None]"]
-
-
-def _load_egfr(case: Case, cfg: DataConfig, cache: dict) -> tuple[np.ndarray, None]:
-    from core.data.egfr import load_case
-
-    return load_case(case.path, cfg, mask_path=case.mask)[None], None
-
-
-def _load_luna16(case: Case, cfg: DataConfig, cache: dict) -> tuple[np.ndarray, None]:
-    from core.data.luna16 import cutout, window
-
-    if cache.get("path") != case.path:  # candidates of one volume come in a row: read it once
-        cache.clear()
-        cache["volume"], cache["geometry"] = read_volume(case.path)
-        cache["path"] = case.path
-    volume = cache["volume"]
-    if case.point is None:
-        centre = np.asarray(volume.shape) // 2
-    elif not np.all(np.isfinite(case.point)):
-        raise DataError(f"No candidate of the candidates CSV has seriesuid {case_id(case.path)!r}.")
-    else:
-        centre = world_to_voxel(np.asarray(case.point), cache["geometry"])
-        if np.any(np.rint(centre) < 0) or np.any(np.rint(centre) >= volume.shape):
-            raise DataError(f"Candidate {case.point} (world mm) lies outside {case.path.name} "
-                            f"(voxel {np.round(centre, 1).tolist()} of shape {list(volume.shape)}).")
-    hu = cutout(volume, centre, tuple(cfg.shape), fill=cfg.hu_window[0])
-    return window(hu, cfg.hu_window)[None], None
-
-
-def _load_segmentation(case: Case, cfg: DataConfig, cache: dict) -> tuple[np.ndarray, tuple[int, int]]:
-    from core.data.segmentation import scale_image
-
-    image = read_image_2d(case.path)
-    return scale_image(image, shape=tuple(cfg.shape))[None], image.shape
-
-
-def _load_xray(case: Case, cfg: DataConfig, cache: dict) -> tuple[np.ndarray, None]:
-    from core.data.xray import load_xray
-
-    return load_xray(case.path, shape=tuple(cfg.shape))[None], None
-
-
-LOADERS: dict[str, Loader] = {"egfr": _load_egfr, "luna16": _load_luna16,
-                              "segmentation": _load_segmentation, "xray": _load_xray}
-
+# --- preprocessing: each task's own input loader ------------------------------------------------
 
 def load_input(case: Case, cfg: DataConfig, *, cache: dict | None = None
                ) -> tuple[np.ndarray, tuple[int, ...] | None]:
     """(C, *data.shape) float32 model input, and the raw 2D image's (H, W) where a mask is drawn."""
-    if cfg.task not in LOADERS:
-        raise DataError(f"No input reader for task {cfg.task!r}; known: {sorted(LOADERS)}")
+    task = get_task(cfg.task)
     if not case.path.exists():
         raise DataError(f"{case.path} does not exist.")
-    if len(cfg.shape) == 2 and not case.path.name.lower().endswith(IMAGE_2D_SUFFIXES):
+    if task.spatial_dims == 2 and not case.path.name.lower().endswith(IMAGE_2D_SUFFIXES):
         raise DataError(f"{case.path.name} is not a PNG or JPEG; a {cfg.task} model reads "
                         f"{', '.join(IMAGE_2D_SUFFIXES)} images.")
-    return LOADERS[cfg.task](case, cfg, {} if cache is None else cache)
+    return task.load_input(case, cfg, {} if cache is None else cache)
 
 
 # --- deciding and writing ---------------------------------------------------------------------

@@ -71,7 +71,6 @@ class GeneralizedDice(nn.Module):
     logits: (B, 1, H, W); target: (B, H, W) masks (0/1, any dtype). Reports val dice/iou.
     """
 
-    kind = "segmentation"
     out_channels = 1
 
     def __init__(self) -> None:

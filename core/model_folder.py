@@ -19,9 +19,9 @@ from typing import Any, Mapping
 import torch
 
 from core.config import TrialConfig
-from core.data.tasks import class_names
 from core.errors import DataError
 from core.module import TaskModule
+from core.tasks import get_task
 from core.train import build_module
 
 logger = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class LoadedModel:
 
     @property
     def segmentation(self) -> bool:
-        return self.module.segmentation
+        return get_task(self.task).kind == "segmentation"
 
     def metrics(self) -> dict[str, Any] | None:
         """The folder's ``metrics.json`` (val score and test metrics), if it has one."""
@@ -96,7 +96,7 @@ def save_model_folder(folder: Path, *, weights: Path | Mapping[str, torch.Tensor
     preprocessing = cfg.to_dict()
     _write_json(folder / MODEL_FILE, {
         "format": FORMAT, "name": name, "task": cfg.data.task,
-        "class_names": list(class_names(cfg.data.task)), "threshold": float(threshold),
+        "class_names": list(get_task(cfg.data.task).class_names), "threshold": float(threshold),
         "selection_metric": metric,
         "input": {"channels": int(in_channels), "shape": list(cfg.data.shape)},
         "preprocessing": {k.split("/", 1)[1]: v for k, v in preprocessing.items() if k.startswith("data/")},
@@ -166,6 +166,6 @@ def load_model_folder(path: Path) -> LoadedModel:
                         f"{str(err).splitlines()[0]}") from err
     _check_versions(info.get("versions", {}), folder)
     module.cpu().eval()
-    names = tuple(info.get("class_names") or class_names(cfg.data.task))
+    names = tuple(info.get("class_names") or get_task(cfg.data.task).class_names)
     return LoadedModel(module=module, config=cfg, threshold=threshold, class_names=names,
                        name=str(info.get("name") or folder.parent.name), folder=folder, info=info)

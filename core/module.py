@@ -13,16 +13,17 @@ from core.metrics import TRAIN_LOSS, VAL_LOSS, binary_metrics, segmentation_scor
 class TaskModule(pl.LightningModule):
     """Logs ``train/loss`` and ``val/loss`` plus ``val/<metric>`` for the task's kind.
 
-    Classification (loss has ``probabilities``) logs auroc, accuracy, f1, sensitivity and
-    specificity at 0.5; segmentation (loss ``kind == "segmentation"``) logs mean dice and iou.
+    ``kind`` is the task's: classification logs auroc, accuracy, f1, sensitivity and
+    specificity at 0.5; segmentation logs mean dice and iou.
     """
 
-    def __init__(self, *, net: nn.Module, loss: nn.Module, optim: OptimConfig) -> None:
+    def __init__(self, *, net: nn.Module, loss: nn.Module, optim: OptimConfig,
+                 kind: str = "classification") -> None:
         super().__init__()
         self.net = net
         self.loss = loss
         self.optim = optim
-        self.segmentation = getattr(loss, "kind", "classification") == "segmentation"
+        self.segmentation = kind == "segmentation"
         self._val: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self._train: list[torch.Tensor] = []  # loss * batch size, for the epoch's mean
         self._train_seen = 0

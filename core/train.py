@@ -23,6 +23,7 @@ from core.losses import build_loss, class_weights
 from core.metrics import VAL_LOSS
 from core.models import build_model
 from core.module import TaskModule
+from core.tasks import get_task
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +87,13 @@ def resolve_precision(precision: str) -> str:
 def build_module(cfg: TrialConfig, *, sample_shape: Sequence[int],
                  train_labels: np.ndarray | None = None) -> TaskModule:
     """Network + loss + optimiser settings for ``cfg``; sample_shape is (C, *spatial)."""
-    weights = (class_weights(train_labels) if train_labels is not None and train_labels.ndim == 1
+    kind = get_task(cfg.data.task).kind
+    weights = (class_weights(train_labels) if train_labels is not None and kind == "classification"
                else (0.5, 0.5))
     loss = build_loss(cfg.loss, weights=weights)
     net = build_model(cfg.model, spatial_shape=tuple(sample_shape[1:]),
                       in_channels=int(sample_shape[0]), out_channels=loss.out_channels)
-    return TaskModule(net=net, loss=loss, optim=cfg.optim)
+    return TaskModule(net=net, loss=loss, optim=cfg.optim, kind=kind)
 
 
 def train(cfg: TrialConfig, arrays: Mapping[str, np.ndarray], *, metric: str, mode: str,

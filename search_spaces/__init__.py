@@ -1,11 +1,13 @@
-"""Search spaces, one module of plain data per task; ``get_space(name)`` looks one up."""
+"""Search spaces, one module of plain data per task, named after the task; ``get_space(name)``
+looks one up."""
 from __future__ import annotations
 
 import importlib
 
+from core.tasks import REGISTRY
 from search_spaces.types import SearchSpace
 
-SPACE_NAMES = ("egfr", "luna16", "segmentation", "xray")
+SPACE_NAMES = tuple(REGISTRY)  # every built-in task has a page here
 
 
 def get_space(name: str) -> SearchSpace:

@@ -1,6 +1,7 @@
 """EGFR reader, preprocessing, cache and phantom on tiny datasets in the real layout."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 from pathlib import Path
@@ -10,10 +11,10 @@ import pandas as pd
 import pytest
 
 from core.config import DataConfig
-from core.data import egfr as egfr_module
 from core.data.cache import cached_arrays, dataset_fingerprint
-from core.data.egfr import preprocess_case, prepare_egfr, read_egfr_manifest
-from core.data.phantoms import egfr_phantom
+from core.tasks import prepare
+from core.tasks.egfr import TASK, preprocess_case, read_egfr_manifest
+from core.data.phantoms.egfr import egfr_phantom
 from core.data.prepared import DataOptions
 from core.errors import DataError
 from core.imageio import Geometry, read_volume, write_volume
@@ -136,7 +137,7 @@ def test_prepare_names_an_unreadable_volume(tmp_path):
     (root / "R03.nii.gz").write_bytes(b"\x1f\x8b not really a gzip")
     options = DataOptions(root=root, cache_dir=tmp_path / "cache")
     with pytest.raises(DataError, match="R03.nii.gz"):
-        prepare_egfr(DataConfig(shape=(4, 4, 4)), options, seed=0)
+        prepare(TASK, DataConfig(shape=(4, 4, 4)), options, seed=0)
 
 
 def _lesion_case():
@@ -178,13 +179,13 @@ def test_preprocess_empty_mask_uses_whole_volume(caplog):
 
 
 def test_prepare_phantom_shapes_and_cache_hit(tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(egfr_module, "egfr_phantom", lambda cache_dir: egfr_phantom(cache_dir, n_cases=30))
+    task = dataclasses.replace(TASK, phantom=lambda cache_dir: egfr_phantom(cache_dir, n_cases=30))
     data_cfg, options = DataConfig(shape=(16, 16, 16)), DataOptions(cache_dir=tmp_path / "cache")
     with caplog.at_level(logging.INFO, logger="core.data.cache"):
-        first = prepare_egfr(data_cfg, options, seed=42)
+        first = prepare(task, data_cfg, options, seed=42)
         assert "cache miss" in caplog.text
         caplog.clear()
-        second = prepare_egfr(data_cfg, options, seed=42)
+        second = prepare(task, data_cfg, options, seed=42)
         assert "cache hit" in caplog.text and "cache miss" not in caplog.text
     counts = first.splits["split"].value_counts()
     assert counts.sum() == first.info["n_cases"] == 28  # 30 minus one Unknown and one Not collected
@@ -196,7 +197,7 @@ def test_prepare_phantom_shapes_and_cache_hit(tmp_path, monkeypatch, caplog):
         np.testing.assert_array_equal(y, first.splits.loc[first.splits["split"] == split, "label"])
     assert first.info["source"] == "phantom" and first.info["cache_key"] == second.info["cache_key"]
     assert set(first.without_test().arrays) == {"train/x", "train/y", "val/x", "val/y"}
-    other = prepare_egfr(DataConfig(shape=(8, 8, 8)), options, seed=42)
+    other = prepare(task, DataConfig(shape=(8, 8, 8)), options, seed=42)
     assert other.info["cache_key"] != first.info["cache_key"] and other.arrays["train/x"].shape[2:] == (8, 8, 8)
 
 

@@ -1,6 +1,7 @@
 """LUNA16: world-to-voxel cutouts, padding, 1:5 sampling, reader errors, luna3d shapes, cache, sweep."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import logging
@@ -12,9 +13,9 @@ import pytest
 import torch
 
 from core.config import DataConfig, ModelConfig, TrialConfig
-from core.data import luna16 as luna_module
-from core.data.luna16 import cutout, prepare_luna16, read_luna16_manifest, select_pool, window
-from core.data.phantoms import luna16_phantom
+from core.tasks import prepare
+from core.tasks.luna16 import TASK, cutout, read_luna16_manifest, select_pool, window
+from core.data.phantoms.luna16 import luna16_phantom
 from core.data.prepared import DataOptions
 from core.data.sampling import NegativeRatioSampler, sampler_for
 from core.errors import DataError
@@ -131,7 +132,7 @@ def test_candidates_v2_preferred_over_v1(tmp_path, caplog):
     v1 = pd.read_csv(root / "candidates_V2.csv").assign(**{"class": 0})
     v1.loc[0, "class"] = 1
     v1.to_csv(root / "candidates.csv", index=False)
-    with caplog.at_level(logging.INFO, logger="core.data.luna16"):
+    with caplog.at_level(logging.INFO, logger="core.tasks.luna16"):
         manifest = read_luna16_manifest(root)
     assert "candidates_V2.csv (preferred over candidates.csv)" in caplog.text
     assert manifest.attrs["candidates_csv"].endswith("candidates_V2.csv") and manifest["label"].sum() == 3
@@ -191,8 +192,8 @@ def test_layout_errors_name_the_fix(tmp_path):
 def test_bad_class_values_and_too_small_splits(tmp_path):
     root = _layout(tmp_path, n_pos=2)
     with pytest.raises(DataError, match="patient of class 1"):
-        prepare_luna16(DataConfig(task="luna16", shape=(4, 4, 4)), DataOptions(root=root, cache_dir=tmp_path),
-                       seed=0)
+        prepare(TASK, DataConfig(task="luna16", shape=(4, 4, 4)), DataOptions(root=root, cache_dir=tmp_path),
+                seed=0)
     table = pd.read_csv(root / "candidates_V2.csv", dtype={"class": str})
     table.loc[0, "class"] = "maybe"
     table.to_csv(root / "candidates_V2.csv", index=False)
@@ -227,14 +228,14 @@ def test_luna3d_seed_head_matches_the_seed_flattened_size():
 
 
 def test_prepare_tiny_phantom_shapes_pool_and_cache_hit(tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(luna_module, "luna16_phantom", lambda cache_dir: luna16_phantom(cache_dir, n_series=8))
+    task = dataclasses.replace(TASK, phantom=lambda cache_dir: luna16_phantom(cache_dir, n_series=8))
     data_cfg = DataConfig(task="luna16", shape=(8, 16, 16), negative_pool_ratio=3.0)
     options = DataOptions(cache_dir=tmp_path)
     with caplog.at_level(logging.INFO):
-        first = prepare_luna16(data_cfg, options, seed=42)
+        first = prepare(task, data_cfg, options, seed=42)
         assert "cache miss" in caplog.text and "candidates_V2.csv" in caplog.text
         caplog.clear()
-        second = prepare_luna16(data_cfg, options, seed=42)
+        second = prepare(task, data_cfg, options, seed=42)
         assert "cache hit" in caplog.text and "cache miss" not in caplog.text
     pool = first.splits
     assert pool.groupby("group")["split"].nunique().max() == 1
@@ -249,7 +250,7 @@ def test_prepare_tiny_phantom_shapes_pool_and_cache_hit(tmp_path, monkeypatch, c
     centre = np.asarray(first.arrays["train/x"])[:, 0, 4, 8, 8]
     labels = np.asarray(first.arrays["train/y"])
     assert centre[labels == 1].mean() > centre[labels == 0].mean() + 0.2  # nodules sit at the centre
-    other = prepare_luna16(DataConfig(task="luna16", shape=(8, 12, 12)), options, seed=42)
+    other = prepare(task, DataConfig(task="luna16", shape=(8, 12, 12)), options, seed=42)
     assert other.info["cache_key"] != first.info["cache_key"]
 
 

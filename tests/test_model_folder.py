@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from core.data.prepared import DataOptions
-from core.data.tasks import prepare
+from core.tasks import get_task, prepare
 from core.errors import DataError
 from core.evaluate import predict
 from core.model_folder import load_model_folder
@@ -57,7 +57,7 @@ def test_the_reloaded_model_predicts_the_saved_test_probabilities(finished_run, 
     monkeypatch.setattr(torch, "load", lambda *a, **kw: loads.append(kw) or real_load(*a, **kw))
     model = load_model_folder(moved)
     assert loads and all(kw.get("weights_only") is True for kw in loads)
-    data = prepare(model.config.data, finished_run.data, seed=finished_run.sweep.seed)
+    data = prepare(get_task(model.task), model.config.data, finished_run.data, seed=finished_run.sweep.seed)
     with np.load(moved / "predictions.npz") as saved:
         expected = saved["test"]
     assert np.allclose(predict(model.module, data.arrays["test/x"]), expected, atol=1e-5)

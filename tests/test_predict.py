@@ -3,9 +3,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.data.egfr import load_case
-from core.data.luna16 import cutout, window
-from core.data.segmentation import load_image
+from core.tasks.egfr import load_case
+from core.tasks.luna16 import cutout, window
+from core.tasks.segmentation import load_image
 from core.evaluate import predict
 from core.imageio import read_image_2d, read_volume, voxel_to_world, write_volume
 from core.model_folder import load_model_folder

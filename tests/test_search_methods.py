@@ -200,11 +200,11 @@ OVERRIDES = {"data/shape": (16, 16, 16), "train/batch_size": 8}
 
 @pytest.fixture(scope="module")
 def tiny_arrays(tiny_egfr, tmp_path_factory):
-    from core.data.tasks import prepare
+    from core.tasks import get_task, prepare
 
     cfg = TrialConfig.from_dict({**EGFR.fixed, **OVERRIDES})
     options = DataOptions(root=tiny_egfr, cache_dir=tmp_path_factory.mktemp("cache"))
-    return prepare(cfg.data, options, seed=1).without_test().arrays
+    return prepare(get_task(cfg.data.task), cfg.data, options, seed=1).without_test().arrays
 
 
 @pytest.mark.slow

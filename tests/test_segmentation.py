@@ -10,7 +10,8 @@ import torch
 from core.config import DataConfig, LossConfig, ModelConfig
 from core.data.phantoms.segmentation import segmentation_phantom
 from core.data.prepared import DataOptions
-from core.data.segmentation import (load_pair, prepare_segmentation, read_mask,
+from core.tasks import prepare
+from core.tasks.segmentation import (TASK, load_pair, read_mask,
                                     read_segmentation_manifest, split_segmentation)
 from core.errors import ConfigError, DataError
 from core.imageio import read_image_2d, resize_image_2d, write_image_2d
@@ -148,7 +149,7 @@ def tiny_seg(tmp_path_factory):
 def test_prepare_segmentation_arrays_and_cache(tiny_seg, tmp_path, caplog):
     cfg = DataConfig(task="segmentation", shape=(32, 32), split=(0.6, 0.2, 0.2))
     options = DataOptions(root=tiny_seg, cache_dir=tmp_path)
-    data = prepare_segmentation(cfg, options, seed=0)
+    data = prepare(TASK, cfg, options, seed=0)
     sizes = {name: len(data.arrays[f"{name}/x"]) for name in ("train", "val", "test")}
     assert sum(sizes.values()) == 30 and sizes["train"] == 18
     x, y = data.arrays["train/x"], data.arrays["train/y"]
@@ -156,16 +157,14 @@ def test_prepare_segmentation_arrays_and_cache(tiny_seg, tmp_path, caplog):
     assert y.shape[1:] == (32, 32) and y.dtype == np.uint8 and set(np.unique(y)) <= {0, 1}
     assert set(data.splits.columns) >= {"id", "group", "label", "image", "mask", "split"}
     with caplog.at_level(logging.INFO):
-        prepare_segmentation(cfg, options, seed=0)
+        prepare(TASK, cfg, options, seed=0)
     assert "cache hit" in caplog.text
 
 
-def test_segmentation_rejects_3d_shapes_and_augment(tiny_seg, tmp_path):
+def test_segmentation_rejects_3d_shapes(tiny_seg, tmp_path):
     options = DataOptions(root=tiny_seg, cache_dir=tmp_path)
-    with pytest.raises(DataError, match="2D shape"):
-        prepare_segmentation(DataConfig(task="segmentation", shape=(8, 8, 8)), options, seed=0)
-    with pytest.raises(ConfigError, match="augment"):
-        prepare_segmentation(DataConfig(task="segmentation", shape=(8, 8), augment=True), options, seed=0)
+    with pytest.raises(DataError, match="2D data/shape"):
+        prepare(TASK, DataConfig(task="segmentation", shape=(8, 8, 8)), options, seed=0)
 
 
 @pytest.mark.parametrize("channels,shape", [((4, 8), (16, 16)), ((4, 8, 16), (32, 24)),
@@ -184,7 +183,7 @@ def test_unet_rejects_a_shape_it_cannot_halve():
 
 def test_generalized_dice_shapes_and_a_perfect_prediction_scores_lower():
     loss = build_loss(LossConfig(name="generalized_dice"))
-    assert loss.kind == "segmentation" and loss.out_channels == 1
+    assert loss.out_channels == 1
     target = torch.zeros(3, 16, 16, dtype=torch.uint8)
     target[:, 4:10, 5:12] = 1
     perfect = (target[:, None].float() * 2 - 1) * 20  # confident and right

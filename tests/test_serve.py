@@ -17,8 +17,8 @@ with warnings.catch_warnings():  # Starlette asks for httpx2 over httpx; both wo
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient  # noqa: E402
 
-from core.data.egfr import load_case  # noqa: E402
-from core.data.xray import load_xray  # noqa: E402
+from core.tasks.egfr import load_case  # noqa: E402
+from core.tasks.xray import load_xray  # noqa: E402
 from core.evaluate import predict  # noqa: E402
 from core.imageio import read_volume, write_volume  # noqa: E402
 from core.model_folder import load_model_folder  # noqa: E402

@@ -10,8 +10,9 @@ import torch
 from core.config import DataConfig, ModelConfig
 from core.data.phantoms.xray import xray_phantom
 from core.data.prepared import DataOptions
-from core.data.xray import (MIN_VAL_IMAGES, assign_splits, find_kermany_root, patient_of,
-                            prepare_xray, read_xray_manifest)
+from core.tasks import prepare
+from core.tasks.xray import (MIN_VAL_IMAGES, TASK, assign_splits, find_kermany_root, patient_of,
+                             read_xray_manifest)
 from core.errors import DataError
 from core.imageio import write_image_2d
 from core.models import build_model
@@ -133,8 +134,8 @@ def test_broken_layouts_raise_a_data_error(tmp_path, problem, message):
 
 def test_prepare_xray_on_the_phantom(tmp_path):
     root = xray_phantom(tmp_path / "phantoms", scale=0.15, seed=2)
-    data = prepare_xray(DataConfig(task="xray", shape=(32, 32), split=(0.8, 0.2, 0.0)),
-                        DataOptions(root=root, cache_dir=tmp_path), seed=0)
+    data = prepare(TASK, DataConfig(task="xray", shape=(32, 32), split=(0.8, 0.2, 0.0)),
+                   DataOptions(root=root, cache_dir=tmp_path), seed=0)
     for split in ("train", "val", "test"):
         x, y = data.arrays[f"{split}/x"], data.arrays[f"{split}/y"]
         assert x.shape[1:] == (1, 32, 32) and x.dtype == np.float32 and y.dtype == np.int64

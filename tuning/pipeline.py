@@ -16,7 +16,7 @@ from ray import tune
 from core.config import TrialConfig
 from core.data.prepared import PreparedData
 from core.data.splits import write_splits
-from core.data.tasks import prepare
+from core.tasks import get_task, prepare
 from search_spaces import get_space
 from search_spaces.types import SearchSpace
 from tuning import outputs
@@ -42,7 +42,7 @@ def resolve_space(space: str | SearchSpace) -> SearchSpace:
 def prepare_data(space: SearchSpace, options: RunOptions) -> PreparedData:
     """Read, split and preprocess once (cached on disk), then check every model shape."""
     fixed = TrialConfig.from_dict({**space.fixed, **options.overrides})
-    data = prepare(fixed.data, options.data, seed=options.sweep.seed)
+    data = prepare(get_task(fixed.data.task), fixed.data, options.data, seed=options.sweep.seed)
     check_space(space, options.overrides, sample_shape=data.arrays["train/x"].shape[1:])
     return data
 
@@ -136,7 +136,7 @@ def finish(space: SearchSpace, data: PreparedData, retrain_grid: tune.ResultGrid
     board.to_csv(folder / "leaderboard.csv", index=False)
     best = chosen_run(runs, board, mode=space.mode)
     outputs.write_best(folder / "best", best, space=space, data_info=data.info)
-    if data.arrays["test/y"].ndim > 1:  # masks: show a few test predictions
+    if data.info["kind"] == "segmentation":  # show a few test predictions
         save_overlays(folder / "overlays", data.arrays["test/x"], data.arrays["test/y"],
                       best.evaluation["test_probabilities"])
     payload = outputs.summary(

@@ -14,7 +14,8 @@ from pathlib import Path
 import pandas as pd
 
 from core.errors import DataError
-from core.inference import USES_POINTS, find_cases, predict_cases, read_candidates
+from core.inference import find_cases, predict_cases, read_candidates
+from core.tasks import get_task, tasks_taking
 from core.model_folder import LoadedModel, load_model_folder
 
 
@@ -38,8 +39,8 @@ def parser() -> argparse.ArgumentParser:
 
 def run(model: LoadedModel, args: argparse.Namespace) -> pd.DataFrame:
     """Predict every input and write the CSV (and masks); returns the table."""
-    if args.candidates is not None and model.task not in USES_POINTS:
-        raise DataError(f"--candidates applies to models of {sorted(USES_POINTS)}; {model.name} is a "
+    if args.candidates is not None and "point" not in get_task(model.task).inputs:
+        raise DataError(f"--candidates applies to models of {tasks_taking('point')}; {model.name} is a "
                         f"{model.task} model, so leave it out.")
     candidates = read_candidates(args.candidates) if args.candidates is not None else None
     cases = find_cases(args.inputs, model.config.data, masks_dir=args.masks, candidates=candidates)

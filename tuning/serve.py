@@ -24,8 +24,9 @@ from core.annotate import labelled_png
 from core.errors import DataError
 from core.evaluate import predict
 from core.imageio import read_image_2d
-from core.inference import USES_MASKS, USES_POINTS, Case, decide, load_input, mask_image
+from core.inference import Case, decide, load_input, mask_image
 from core.model_folder import MODEL_FILE, LoadedModel, load_model_folder, model_folder_of
+from core.tasks import get_task, tasks_taking
 from tuning.uploads import UploadError, UploadLimit, accepted_inputs, stage_upload
 
 try:  # the optional "serve" extra: pip install "medtune[serve]"
@@ -56,8 +57,8 @@ def _save(upload: UploadFile, work: Path, stem: str) -> tuple[Path, str]:
 def _point(text: str | None, model: LoadedModel) -> tuple[float, float, float] | None:
     if text is None or not text.strip():
         return None
-    if model.task not in USES_POINTS:
-        raise UploadError(422, f"'point' applies to models of {sorted(USES_POINTS)}; this is a "
+    if "point" not in get_task(model.task).inputs:
+        raise UploadError(422, f"'point' applies to models of {tasks_taking('point')}; this is a "
                                f"{model.task} model.")
     try:
         values = tuple(float(v) for v in text.replace(" ", "").split(","))
@@ -76,8 +77,8 @@ def _case(model: LoadedModel, work: Path, file: UploadFile, mask: UploadFile | N
     path = stage_upload(saved, filename, volumes=volumes, max_bytes=max_bytes)
     mask_path = None
     if mask is not None:
-        if model.task not in USES_MASKS:
-            raise UploadError(422, f"'mask' applies to models of {sorted(USES_MASKS)}; this is a "
+        if "mask" not in get_task(model.task).inputs:
+            raise UploadError(422, f"'mask' applies to models of {tasks_taking('mask')}; this is a "
                                    f"{model.task} model.")
         saved_mask, mask_name = _save(mask, work / "mask", "mask")
         mask_path = stage_upload(saved_mask, mask_name, volumes=True, max_bytes=max_bytes)

@@ -1,4 +1,4 @@
-"""LUNA16 nodule candidates: read the layout, split by series, cut out and cache a seeded pool.
+"""LUNA16 nodule candidates: the layout's reader, a seeded negative pool, cutouts, ``TASK``.
 
 Layout: ``subset0..subset9/<seriesuid>.mhd`` + ``.raw``; ``candidates_V2.csv`` or ``candidates.csv``
 (``seriesuid,coordX,coordY,coordZ,class``); optionally ``annotations.csv``
@@ -10,17 +10,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from core.config import DataConfig
-from core.data.cache import cached_arrays, dataset_fingerprint, hash_settings
-from core.data.phantoms import luna16_phantom
-from core.data.prepared import SPLITS, DataOptions, PreparedData
-from core.data.splits import split_manifest
+from core.data.cache import dataset_fingerprint, hash_settings
+from core.data.phantoms.luna16 import luna16_phantom
+from core.data.prepared import SPLITS, DataOptions
 from core.errors import DataError
 from core.imageio import read_geometry, read_volume, volume_files, world_to_voxel
+from core.tasks.task import Task
+
+if TYPE_CHECKING:
+    from core.inference import Case
 
 logger = logging.getLogger(__name__)
 
@@ -225,55 +229,81 @@ def cutout(volume: np.ndarray, centre_zyx: np.ndarray, shape: tuple[int, int, in
     return out
 
 
-def _build(pool: pd.DataFrame, data_cfg: DataConfig) -> dict[str, np.ndarray]:
-    """Read each series once and cut out all of its pooled candidates, in the pool's row order."""
-    x = np.empty((len(pool), 1, *data_cfg.shape), dtype=np.float32)
-    groups = pool.groupby("image", sort=True).indices
-    centres = pool[["center_z", "center_y", "center_x"]].to_numpy()
-    step = max(1, len(groups) // 10)
-    for done, (image, rows) in enumerate(groups.items(), 1):
-        volume, _ = read_volume(Path(image))
-        for row in rows:
-            hu = cutout(volume, centres[row], data_cfg.shape, fill=data_cfg.hu_window[0])
-            x[row, 0] = window(hu, data_cfg.hu_window)
-        if done % step == 0 or done == len(groups):
-            logger.info("LUNA16 cutouts: %d/%d series", done, len(groups))
-    arrays = {}
-    for name in SPLITS:
-        chosen = (pool["split"] == name).to_numpy()
-        arrays[f"{name}/x"] = x[chosen]
-        arrays[f"{name}/y"] = pool["label"].to_numpy(np.int64)[chosen]
-    return arrays
+def preprocess(rows: pd.DataFrame, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The candidates of one series -> x (n, 1, D, H, W) float32 cutouts in [0, 1], y (n,) int64.
 
-
-def prepare_luna16(data_cfg: DataConfig, options: DataOptions, *, seed: int) -> PreparedData:
-    """Manifest -> series split -> seeded pool -> (N, 1, D, H, W) float32 cutouts in [0, 1], cached.
-
-    ``options.root`` None uses the phantom; ``options.labels_csv`` may name the candidates file.
+    The scan is read once for all of its candidates.
     """
-    if len(data_cfg.shape) != 3:
-        raise DataError(f"LUNA16 cutouts need a 3D shape (D, H, W), got data/shape={data_cfg.shape}.")
-    root = Path(options.root) if options.root is not None else luna16_phantom(options.cache_dir)
-    manifest = read_luna16_manifest(root, candidates=options.labels_csv)
-    csv_path = Path(manifest.attrs["candidates_csv"])
-    splits = split_manifest(manifest, fractions=data_cfg.split, seed=seed)
-    pool = select_pool(splits, ratio=data_cfg.negative_pool_ratio, seed=seed)
-    counts = pool.groupby(["split", "label"]).size().unstack(fill_value=0).to_dict(orient="index")
-    logger.info("LUNA16 pool (%.0f negatives per positive at most): %s", data_cfg.negative_pool_ratio,
-                counts)
+    volume, _ = read_volume(Path(rows["image"].iat[0]))
+    centres = rows[["center_z", "center_y", "center_x"]].to_numpy()
+    x = np.empty((len(rows), 1, *cfg.shape), dtype=np.float32)
+    for i, centre in enumerate(centres):
+        x[i, 0] = window(cutout(volume, centre, cfg.shape, fill=cfg.hu_window[0]), cfg.hu_window)
+    return x, rows["label"].to_numpy(np.int64)
+
+
+def load_input(case: Case, cfg: DataConfig, cache: dict) -> tuple[np.ndarray, None]:
+    """A candidate point (world mm) of a whole scan, or the scan's centre, as a (1, D, H, W) cutout.
+
+    Candidates of one scan come in a row: ``cache`` keeps the last scan read.
+    """
+    if cache.get("path") != case.path:
+        cache.clear()
+        cache["volume"], cache["geometry"] = read_volume(case.path)
+        cache["path"] = case.path
+    volume = cache["volume"]
+    if case.point is None:
+        centre = np.asarray(volume.shape) // 2
+    elif not np.all(np.isfinite(case.point)):
+        from core.inference import case_id
+
+        raise DataError(f"No candidate of the candidates CSV has seriesuid {case_id(case.path)!r}.")
+    else:
+        centre = world_to_voxel(np.asarray(case.point), cache["geometry"])
+        if np.any(np.rint(centre) < 0) or np.any(np.rint(centre) >= volume.shape):
+            raise DataError(f"Candidate {case.point} (world mm) lies outside {case.path.name} "
+                            f"(voxel {np.round(centre, 1).tolist()} of shape {list(volume.shape)}).")
+    hu = cutout(volume, centre, tuple(cfg.shape), fill=cfg.hu_window[0])
+    return window(hu, cfg.hu_window)[None], None
+
+
+def read_manifest(root: Path, options: DataOptions) -> pd.DataFrame:
+    return read_luna16_manifest(root, candidates=options.labels_csv)
+
+
+def pool(splits: pd.DataFrame, cfg: DataConfig, seed: int) -> pd.DataFrame:
+    """The cached pool: every positive and ``negative_pool_ratio`` seeded negatives per positive."""
+    chosen = select_pool(splits, ratio=cfg.negative_pool_ratio, seed=seed)
+    counts = chosen.groupby(["split", "label"]).size().unstack(fill_value=0).to_dict(orient="index")
+    logger.info("LUNA16 pool (%.0f negatives per positive at most): %s", cfg.negative_pool_ratio, counts)
+    return chosen
+
+
+def fingerprint(root: Path, selected: pd.DataFrame, options: DataOptions) -> str:
+    """The candidates and annotations tables in full; each pooled scan by its size, head and tail."""
+    csv_path = candidates_csv(root, options.labels_csv)
     tables = [csv_path] + [p for p in [root / "annotations.csv"] if p.is_file()]
-    volumes = [f for image in sorted(pool["image"].unique()) for f in volume_files(Path(image))]
-    fingerprint = dataset_fingerprint(tables) + dataset_fingerprint(volumes, chunk_bytes=1 << 16)
-    settings = {"version": PREPROCESS_VERSION, "shape": data_cfg.shape, "hu_window": data_cfg.hu_window,
-                "split": data_cfg.split, "seed": seed, "pool_ratio": data_cfg.negative_pool_ratio,
-                "candidates": csv_path.name}
-    key = f"luna16-{hash_settings({'files': fingerprint})}-{hash_settings(settings)}"
-    arrays = cached_arrays(cache_dir=options.cache_dir, key=key, build=lambda: _build(pool, data_cfg))
-    info = {"task": "luna16", "n_series": int(manifest["group"].nunique()),
-            "n_candidates": len(manifest), "n_positive": int(manifest["label"].sum()),
-            "n_pool": len(pool),
+    volumes = [f for image in sorted(selected["image"].unique()) for f in volume_files(Path(image))]
+    content = dataset_fingerprint(tables) + dataset_fingerprint(volumes, chunk_bytes=1 << 16)
+    return hash_settings({"files": content, "candidates": csv_path.name})
+
+
+def cache_settings(cfg: DataConfig, options: DataOptions, seed: int) -> dict[str, Any]:
+    return {"version": PREPROCESS_VERSION, "shape": cfg.shape, "hu_window": cfg.hu_window,
+            "split": cfg.split, "seed": seed, "pool_ratio": cfg.negative_pool_ratio}
+
+
+def describe(manifest: pd.DataFrame, selected: pd.DataFrame) -> dict[str, Any]:
+    counts = selected.groupby(["split", "label"]).size().unstack(fill_value=0).to_dict(orient="index")
+    return {"n_series": int(manifest["group"].nunique()), "n_candidates": len(manifest),
+            "n_pool": len(selected),
             "pool": {k: {str(c): int(n) for c, n in v.items()} for k, v in counts.items()},
-            "pos_fraction_train": float(np.asarray(arrays["train/y"]).mean()),
-            "candidates_csv": csv_path.name, "cache_key": key, "data_dir": str(root),
-            "source": str(root) if options.root is not None else "phantom"}
-    return PreparedData(arrays=arrays, splits=pool, info=info)
+            "candidates_csv": Path(manifest.attrs["candidates_csv"]).name}
+
+
+TASK = Task(
+    name="luna16", kind="classification", spatial_dims=3, class_names=("non-nodule", "nodule"),
+    group_unit="series", read_manifest=read_manifest, preprocess=preprocess,
+    load_input=load_input, phantom=luna16_phantom, cache_settings=cache_settings,
+    fingerprint=fingerprint, select=pool, describe=describe, read_unit="image",
+    inputs=frozenset({"point"}))

@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from core.config import DataConfig
-from core.data.cache import cached_arrays, dataset_fingerprint, hash_settings
+from core.data.cache import dataset_fingerprint
 from core.data.phantoms.segmentation import segmentation_phantom
-from core.data.prepared import SPLITS, DataOptions, PreparedData
+from core.data.prepared import DataOptions
 from core.data.splits import split_manifest
-from core.errors import ConfigError, DataError
+from core.errors import DataError
 from core.imageio import IMAGE_2D_SUFFIXES, read_image_2d, resize, resize_image_2d
+from core.tasks.task import Task
+
+if TYPE_CHECKING:
+    from core.inference import Case
 
 logger = logging.getLogger(__name__)
 
@@ -152,41 +157,43 @@ def load_pair(image_path: Path, mask_path: Path, *,
     return x.astype(np.float32), y.astype(np.uint8)
 
 
-def _build(splits: pd.DataFrame, shape: tuple[int, int]) -> dict[str, np.ndarray]:
-    """Read and resize every pair once; split rows keep the manifest's order."""
-    pairs = [load_pair(Path(i), Path(m), shape=shape) for i, m in zip(splits["image"], splits["mask"])]
-    x = np.stack([p[0] for p in pairs])[:, None]
-    y = np.stack([p[1] for p in pairs])
-    arrays = {}
-    for name in SPLITS:
-        chosen = (splits["split"] == name).to_numpy()
-        arrays[f"{name}/x"], arrays[f"{name}/y"] = x[chosen], y[chosen]
-    return arrays
+def preprocess(rows: pd.DataFrame, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+    """One image/mask pair -> x (1, 1, H, W) float32 in [0, 1] and y (1, H, W) uint8 0/1."""
+    row = rows.iloc[0]
+    x, y = load_pair(Path(row["image"]), Path(row["mask"]), shape=tuple(int(s) for s in cfg.shape))
+    return x[None, None], y[None]
 
 
-def _check(data_cfg: DataConfig) -> tuple[int, int]:
-    if len(data_cfg.shape) != 2:
-        raise DataError(f"Segmentation images need a 2D shape (H, W), got data/shape={data_cfg.shape}.")
-    if data_cfg.augment:
-        raise ConfigError("data/augment moves images only, so masks would no longer fit them; "
-                          "keep data/augment False for segmentation.")
-    return tuple(int(s) for s in data_cfg.shape)
+def load_input(case: Case, cfg: DataConfig, cache: dict) -> tuple[np.ndarray, tuple[int, int]]:
+    """A new image as training saw it, (1, H, W), and its own (H, W) for drawing the mask back."""
+    image = read_image_2d(case.path)
+    return scale_image(image, shape=tuple(cfg.shape))[None], image.shape
 
 
-def prepare_segmentation(data_cfg: DataConfig, options: DataOptions, *, seed: int) -> PreparedData:
-    """Manifest -> split -> x (N, 1, H, W) float32 [0, 1], y (N, H, W) uint8, cached on disk.
+def read_manifest(root: Path, options: DataOptions) -> pd.DataFrame:
+    return read_segmentation_manifest(root)
 
-    ``options.root`` None uses the phantom (generated under ``options.cache_dir`` on first use).
-    """
-    shape = _check(data_cfg)
-    root = Path(options.root) if options.root is not None else segmentation_phantom(options.cache_dir)
-    manifest = read_segmentation_manifest(root)
-    splits = split_segmentation(manifest, fractions=data_cfg.split, seed=seed)
-    files = [*manifest["image"], *manifest["mask"]]
-    settings = {"version": PREPROCESS_VERSION, "shape": shape, "split": data_cfg.split, "seed": seed}
-    key = f"segmentation-{dataset_fingerprint(files)[:16]}-{hash_settings(settings)}"
-    arrays = cached_arrays(cache_dir=options.cache_dir, key=key, build=lambda: _build(splits, shape))
-    info = {"task": "segmentation", "n_cases": len(splits), "n_positive": int(splits["label"].sum()),
-            "cache_key": key, "source": str(root) if options.root is not None else "phantom",
-            "data_dir": str(root), "mean_foreground": float(splits["foreground"].mean())}
-    return PreparedData(arrays=arrays, splits=splits, info=info)
+
+def split(manifest: pd.DataFrame, cfg: DataConfig, seed: int) -> pd.DataFrame:
+    return split_segmentation(manifest, fractions=cfg.split, seed=seed)
+
+
+def fingerprint(root: Path, selected: pd.DataFrame, options: DataOptions) -> str:
+    return dataset_fingerprint([*selected["image"], *selected["mask"]])
+
+
+def cache_settings(cfg: DataConfig, options: DataOptions, seed: int) -> dict[str, Any]:
+    return {"version": PREPROCESS_VERSION, "shape": tuple(int(s) for s in cfg.shape),
+            "split": cfg.split, "seed": seed}
+
+
+def describe(manifest: pd.DataFrame, selected: pd.DataFrame) -> dict[str, Any]:
+    return {"mean_foreground": float(selected["foreground"].mean())}
+
+
+TASK = Task(
+    name="segmentation", kind="segmentation", spatial_dims=2,
+    class_names=("background", "foreground"), group_unit="image",
+    read_manifest=read_manifest, preprocess=preprocess,
+    load_input=load_input, phantom=segmentation_phantom, cache_settings=cache_settings,
+    fingerprint=fingerprint, split=split, describe=describe)

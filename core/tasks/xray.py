@@ -11,17 +11,22 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from core.config import DataConfig
-from core.data.cache import cached_arrays, dataset_fingerprint, hash_settings
+from core.data.cache import dataset_fingerprint
 from core.data.phantoms.xray import xray_phantom
-from core.data.prepared import SPLITS, DataOptions, PreparedData
+from core.data.prepared import SPLITS, DataOptions
 from core.data.splits import split_manifest
 from core.errors import DataError
 from core.imageio import read_image_2d, resize_image_2d
+from core.tasks.task import Task
+
+if TYPE_CHECKING:
+    from core.inference import Case
 
 logger = logging.getLogger(__name__)
 
@@ -174,43 +179,48 @@ def load_xray(path: Path, *, shape: tuple[int, int]) -> np.ndarray:
     return np.clip(resize_image_2d(_unit(read_image_2d(path)), shape), 0.0, 1.0).astype(np.float32)
 
 
-def _build(splits: pd.DataFrame, shape: tuple[int, int]) -> dict[str, np.ndarray]:
-    step = max(1, len(splits) // 10)
-    images = []
-    for i, path in enumerate(splits["image"], 1):
-        images.append(load_xray(Path(path), shape=shape))
-        if i % step == 0 or i == len(splits):
-            logger.info("Preprocessing X-rays: %d/%d", i, len(splits))
-    x = np.stack(images)[:, None]
-    arrays = {}
-    for name in SPLITS:
-        chosen = (splits["split"] == name).to_numpy()
-        arrays[f"{name}/x"] = x[chosen]
-        arrays[f"{name}/y"] = splits["label"].to_numpy(np.int64)[chosen]
-    return arrays
+def preprocess(rows: pd.DataFrame, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+    """One film -> x (1, 1, H, W) float32 in [0, 1] and y (1,) int64."""
+    x = load_xray(Path(rows["image"].iat[0]), shape=tuple(int(s) for s in cfg.shape))
+    return x[None, None], rows["label"].to_numpy(np.int64)
 
 
-def prepare_xray(data_cfg: DataConfig, options: DataOptions, *, seed: int) -> PreparedData:
-    """Manifest -> patient-disjoint splits -> x (N, 1, H, W) float32 [0, 1], y (N,) int64, cached.
+def load_input(case: Case, cfg: DataConfig, cache: dict) -> tuple[np.ndarray, None]:
+    return load_xray(case.path, shape=tuple(int(s) for s in cfg.shape))[None], None
 
-    When val is re-split from train it takes ``split[1] / (split[0] + split[1])`` of train's
-    patients; test is always the dataset's own test/. ``options.root`` None uses the phantom.
-    """
-    if len(data_cfg.shape) != 2:
-        raise DataError(f"X-rays need a 2D shape (H, W), got data/shape={data_cfg.shape}.")
-    shape = tuple(int(s) for s in data_cfg.shape)
-    train_f, val_f = data_cfg.split[0], data_cfg.split[1]
+
+def _val_fraction(cfg: DataConfig) -> float:
+    """The share of train's patients moved to val when val is split from train."""
+    train_f, val_f = cfg.split[0], cfg.split[1]
     if not (train_f > 0 and val_f > 0):
-        raise DataError(f"data/split={data_cfg.split} needs train and val shares above 0.")
-    root = Path(options.root) if options.root is not None else xray_phantom(options.cache_dir)
-    splits = assign_splits(read_xray_manifest(root), val_fraction=val_f / (train_f + val_f), seed=seed)
-    settings = {"version": PREPROCESS_VERSION, "shape": shape, "seed": seed,
-                "val_fraction": val_f / (train_f + val_f), "min_val": (MIN_VAL_IMAGES, MIN_VAL_PATIENTS)}
-    key = f"xray-{dataset_fingerprint(splits['image'])[:16]}-{hash_settings(settings)}"
-    arrays = cached_arrays(cache_dir=options.cache_dir, key=key, build=lambda: _build(splits, shape))
-    train_y = np.asarray(arrays["train/y"])
-    info = {"task": "xray", "n_cases": len(splits), "n_patients": int(splits["group"].nunique()),
-            "n_positive": int(splits["label"].sum()), "pos_fraction_train": float(train_y.mean()),
-            "cache_key": key, "source": str(root) if options.root is not None else "phantom",
-            "data_dir": str(root)}
-    return PreparedData(arrays=arrays, splits=splits, info=info)
+        raise DataError(f"data/split={cfg.split} needs train and val shares above 0.")
+    return val_f / (train_f + val_f)
+
+
+def read_manifest(root: Path, options: DataOptions) -> pd.DataFrame:
+    return read_xray_manifest(root)
+
+
+def split(manifest: pd.DataFrame, cfg: DataConfig, seed: int) -> pd.DataFrame:
+    """The dataset's own folders, made patient-disjoint; test is always the dataset's test/."""
+    return assign_splits(manifest, val_fraction=_val_fraction(cfg), seed=seed)
+
+
+def fingerprint(root: Path, selected: pd.DataFrame, options: DataOptions) -> str:
+    return dataset_fingerprint(selected["image"])
+
+
+def cache_settings(cfg: DataConfig, options: DataOptions, seed: int) -> dict[str, Any]:
+    return {"version": PREPROCESS_VERSION, "shape": tuple(int(s) for s in cfg.shape), "seed": seed,
+            "val_fraction": _val_fraction(cfg), "min_val": (MIN_VAL_IMAGES, MIN_VAL_PATIENTS)}
+
+
+def describe(manifest: pd.DataFrame, selected: pd.DataFrame) -> dict[str, Any]:
+    return {"n_patients": int(selected["group"].nunique())}
+
+
+TASK = Task(
+    name="xray", kind="classification", spatial_dims=2, class_names=("NORMAL", "PNEUMONIA"),
+    group_unit="patient", read_manifest=read_manifest, preprocess=preprocess,
+    load_input=load_input, phantom=xray_phantom, cache_settings=cache_settings,
+    fingerprint=fingerprint, split=split, describe=describe)

@@ -1,4 +1,4 @@
-"""EGFR mutation status from CT: read the folder + labels CSV, split, preprocess once, cache.
+"""EGFR mutation status from CT: the folder + labels CSV reader, per-case preprocessing, ``TASK``.
 
 Layout: one volume per case in ``root`` (``<case>.nii.gz``, ``.nii``, ``.mhd``, ``.nrrd`` or a
 DICOM series folder ``<case>/``), a CSV with a case-id and a label column, and optionally
@@ -7,28 +7,29 @@ DICOM series folder ``<case>/``), a CSV with a case-id and a label column, and o
 from __future__ import annotations
 
 import logging
-import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from core.config import DataConfig
-from core.data.cache import cached_arrays, dataset_fingerprint, hash_settings
-from core.data.phantoms import egfr_phantom
-from core.data.prepared import SPLITS, DataOptions, PreparedData
-from core.data.splits import split_manifest
+from core.data.cache import dataset_fingerprint
+from core.data.phantoms.egfr import egfr_phantom
+from core.data.prepared import DataOptions
 from core.errors import DataError
 from core.imageio import ACCEPTED, Geometry, find_volumes, read_volume, resize, volume_files
+from core.tasks.task import Task
+
+if TYPE_CHECKING:
+    from core.inference import Case
 
 logger = logging.getLogger(__name__)
 
 UNKNOWN_LABELS = frozenset({"unknown", "not collected", "na", "n/a", "nan", "", "not available"})
 ORIENTATION = "LPS"  # every case is reoriented so array axes share one sense before cropping
 PREPROCESS_VERSION = 1  # bump when preprocess_case changes, to invalidate old caches
-T = TypeVar("T")
 
 
 def _labels_csv(root: Path, labels_csv: Path | None) -> Path:
@@ -195,23 +196,6 @@ def preprocess_case(image: np.ndarray, geometry: Geometry, mask: np.ndarray | No
     return np.clip(resize(scaled, tuple(shape), mode="trilinear"), 0.0, 1.0)
 
 
-def _progress(items: list[T], *, desc: str) -> Iterator[T]:
-    """Yield ``items`` with a tqdm bar on a terminal, else an INFO log line every ~10 %."""
-    if sys.stderr.isatty():
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:
-            pass
-        else:
-            yield from tqdm(items, desc=desc)
-            return
-    step = max(1, len(items) // 10)
-    for i, item in enumerate(items, 1):
-        yield item
-        if i % step == 0 or i == len(items):
-            logger.info("%s: %d/%d", desc, i, len(items))
-
-
 def load_case(image_path: Path, data_cfg: DataConfig, *, mask_path: Path | None = None) -> np.ndarray:
     """Read one case (any accepted format) and preprocess it as training does: (D, H, W) in [0, 1]."""
     image, geometry = read_volume(Path(image_path), orient=ORIENTATION)
@@ -225,47 +209,48 @@ def load_case(image_path: Path, data_cfg: DataConfig, *, mask_path: Path | None 
                            crop_margin_mm=data_cfg.crop_margin_mm)
 
 
-def _load_case(row: pd.Series, data_cfg: DataConfig) -> np.ndarray:
+def preprocess(rows: pd.DataFrame, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+    """One case's manifest row -> x (1, 1, D, H, W) float32 in [0, 1] and y (1,) int64."""
+    row = rows.iloc[0]
     mask = Path(row["mask"]) if isinstance(row["mask"], str) else None
-    return load_case(Path(row["image"]), data_cfg, mask_path=mask)
+    x = load_case(Path(row["image"]), cfg, mask_path=mask)
+    return x[None, None].astype(np.float32), rows["label"].to_numpy(np.int64)
 
 
-def _build(splits: pd.DataFrame, data_cfg: DataConfig) -> dict[str, np.ndarray]:
-    """Preprocess every case once; split rows keep the manifest's order."""
-    rows = [row for _, row in splits.iterrows()]
-    x = np.stack([_load_case(row, data_cfg) for row in _progress(rows, desc="Preprocessing EGFR cases")])
-    arrays = {}
-    for name in SPLITS:
-        chosen = (splits["split"] == name).to_numpy()
-        arrays[f"{name}/x"] = x[chosen][:, None].astype(np.float32)
-        arrays[f"{name}/y"] = splits["label"].to_numpy(np.int64)[chosen]
-    return arrays
+def load_input(case: Case, cfg: DataConfig, cache: dict) -> tuple[np.ndarray, None]:
+    """A new volume (and its tumour mask, if any) as training saw it: (1, D, H, W)."""
+    return load_case(case.path, cfg, mask_path=case.mask)[None], None
 
 
-def prepare_egfr(data_cfg: DataConfig, options: DataOptions, *, seed: int) -> PreparedData:
-    """Manifest -> split -> (N, 1, D, H, W) float32 arrays in [0, 1], cached once per dataset + settings.
-
-    ``options.root`` None uses the phantom (generated under ``options.cache_dir`` on first use).
-    """
-    if len(data_cfg.shape) != 3:
-        raise DataError(f"EGFR volumes need a 3D shape (D, H, W), got data/shape={data_cfg.shape}.")
-    root = Path(options.root) if options.root is not None else egfr_phantom(options.cache_dir)
+def read_manifest(root: Path, options: DataOptions) -> pd.DataFrame:
+    """The manifest of ``root`` with the CSV options, remembering which CSV it read."""
     manifest = read_egfr_manifest(root, labels_csv=options.labels_csv, id_column=options.id_column,
                                   label_column=options.label_column,
                                   positive_value=options.positive_value)
+    manifest.attrs["labels_csv"] = str(_labels_csv(root, options.labels_csv))
+    return manifest
+
+
+def fingerprint(root: Path, selected: pd.DataFrame, options: DataOptions) -> str:
+    """Content of the labels CSV and of every volume and mask file."""
+    volumes = (*selected["image"], *selected["mask"].dropna())
     csv_path = _labels_csv(root, options.labels_csv)
-    splits = split_manifest(manifest, fractions=data_cfg.split, seed=seed)
-    volumes = (*manifest["image"], *manifest["mask"].dropna())
-    files = [csv_path, *(f for path in volumes for f in volume_files(Path(path)))]
-    settings = {"version": PREPROCESS_VERSION, "orientation": ORIENTATION, "shape": data_cfg.shape,
-                "hu_window": data_cfg.hu_window, "crop_margin_mm": data_cfg.crop_margin_mm,
-                "split": data_cfg.split, "seed": seed, "id_column": options.id_column,
-                "label_column": options.label_column, "positive_value": options.positive_value}
-    key = f"egfr-{dataset_fingerprint(files)[:16]}-{hash_settings(settings)}"
-    arrays = cached_arrays(cache_dir=options.cache_dir, key=key, build=lambda: _build(splits, data_cfg))
-    train_y = np.asarray(arrays["train/y"])
-    info = {"task": "egfr", "n_cases": len(splits), "n_positive": int(splits["label"].sum()),
-            "pos_fraction_train": float(train_y.mean()) if train_y.size else 0.0, "cache_key": key,
-            "source": str(root) if options.root is not None else "phantom", "data_dir": str(root),
-            "n_with_mask": int(splits["mask"].notna().sum())}
-    return PreparedData(arrays=arrays, splits=splits, info=info)
+    return dataset_fingerprint([csv_path, *(f for path in volumes for f in volume_files(Path(path)))])
+
+
+def cache_settings(cfg: DataConfig, options: DataOptions, seed: int) -> dict[str, Any]:
+    return {"version": PREPROCESS_VERSION, "orientation": ORIENTATION, "shape": cfg.shape,
+            "hu_window": cfg.hu_window, "crop_margin_mm": cfg.crop_margin_mm, "split": cfg.split,
+            "seed": seed, "id_column": options.id_column, "label_column": options.label_column,
+            "positive_value": options.positive_value}
+
+
+def describe(manifest: pd.DataFrame, selected: pd.DataFrame) -> dict[str, Any]:
+    return {"n_with_mask": int(selected["mask"].notna().sum())}
+
+
+TASK = Task(
+    name="egfr", kind="classification", spatial_dims=3, class_names=("Wildtype", "Mutant"),
+    group_unit="patient", read_manifest=read_manifest, preprocess=preprocess,
+    load_input=load_input, phantom=egfr_phantom, cache_settings=cache_settings,
+    fingerprint=fingerprint, describe=describe, inputs=frozenset({"mask"}))

@@ -1,0 +1,101 @@
+"""The one data-preparation skeleton every task runs: root or phantom, manifest, split, selection,
+fingerprint, cache, arrays per split, info."""
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.config import DataConfig
+from core.data.cache import cached_arrays, hash_settings
+from core.data.prepared import SPLITS, DataOptions, PreparedData
+from core.tasks.task import Preprocess, Task
+
+logger = logging.getLogger(__name__)
+
+Unit = tuple[np.ndarray, pd.DataFrame]  # (row positions in the selection, those rows)
+Mapper = Callable[[Callable[[pd.DataFrame], Any], Iterable[pd.DataFrame]], Iterable[Any]]
+
+
+def prepare(task: Task, cfg: DataConfig, options: DataOptions, *, seed: int,
+            mapper: Mapper = map) -> PreparedData:
+    """Read, split, select, preprocess (cached on disk) and return ``task``'s arrays per split.
+
+    ``options.root`` None uses the task's phantom, generated under ``options.cache_dir`` once.
+    ``mapper`` maps the per-unit preprocessing over the read units in order (``map`` here; a
+    parallel map spreads it over processes or a cluster).
+    """
+    task.check_shape(cfg)
+    root = Path(options.root) if options.root is not None else task.phantom(options.cache_dir)
+    manifest = task.read_manifest(root, options)
+    selected = task.select(task.split(manifest, cfg, seed), cfg, seed).reset_index(drop=True)
+    key = cache_key(task, root, selected, cfg, options, seed)
+    arrays = cached_arrays(cache_dir=options.cache_dir, key=key,
+                           build=lambda: build_arrays(task, selected, cfg, mapper=mapper))
+    train_y = np.asarray(arrays["train/y"])
+    info = {"task": task.name, "kind": task.kind, "group_unit": task.group_unit,
+            "n_cases": len(selected), "n_groups": int(selected["group"].nunique()),
+            "n_positive": int(selected["label"].sum()),
+            "pos_fraction_train": float(train_y.mean()) if train_y.size else 0.0,
+            "cache_key": key, "source": str(root) if options.root is not None else "phantom",
+            "data_dir": str(root), **task.describe(manifest, selected)}
+    return PreparedData(arrays=arrays, splits=selected, info=info)
+
+
+def cache_key(task: Task, root: Path, selected: pd.DataFrame, cfg: DataConfig,
+              options: DataOptions, seed: int) -> str:
+    """``<task>-<dataset content>-<settings>``: a new key whenever the files or settings change."""
+    content = task.fingerprint(root, selected, options)
+    return f"{task.name}-{content[:16]}-{hash_settings(task.cache_settings(cfg, options, seed))}"
+
+
+def read_units(task: Task, selected: pd.DataFrame) -> list[Unit]:
+    """The selection's rows grouped by ``task.read_unit`` (each read once), in first-seen order."""
+    positions = selected.groupby(task.read_unit, sort=False).indices
+    return [(rows, selected.iloc[rows]) for rows in positions.values()]
+
+
+def _preprocess_unit(preprocess: Preprocess, cfg: DataConfig, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    x, y = preprocess(rows, cfg)
+    if len(x) != len(rows) or len(y) != len(rows):
+        raise ValueError(f"preprocess returned {len(x)} inputs and {len(y)} targets for {len(rows)} rows")
+    return x, y
+
+
+def build_arrays(task: Task, selected: pd.DataFrame, cfg: DataConfig, *,
+                 mapper: Mapper = map) -> dict[str, np.ndarray]:
+    """Preprocess every read unit once into ``<split>/x`` and ``<split>/y`` in the selection's order."""
+    units = read_units(task, selected)
+    work = functools.partial(_preprocess_unit, task.preprocess, cfg)
+    x = y = None
+    done = progress(mapper(work, [rows for _, rows in units]), total=len(units),
+                    desc=f"Preprocessing {task.name}")
+    for (positions, _), (unit_x, unit_y) in zip(units, done):
+        if x is None:  # allocate once the first unit shows the output shapes and types
+            x = np.empty((len(selected), *unit_x.shape[1:]), dtype=unit_x.dtype)
+            y = np.empty((len(selected), *unit_y.shape[1:]), dtype=unit_y.dtype)
+        x[positions], y[positions] = unit_x, unit_y
+    assert x is not None and y is not None, "an empty selection is refused when it is read"
+    split = selected["split"].to_numpy()
+    return {f"{name}/{part}": array[split == name]
+            for name in SPLITS for part, array in (("x", x), ("y", y))}
+
+
+def progress(items: Iterable[Any], *, total: int, desc: str) -> Iterator[Any]:
+    """``items`` with a tqdm bar (rate and ETA) on a terminal, else an INFO line every ~10 %."""
+    if sys.stderr.isatty():
+        from tqdm.auto import tqdm
+
+        yield from tqdm(items, total=total, desc=desc, unit="scan")
+        return
+    step = max(1, total // 10)
+    for i, item in enumerate(items, 1):
+        yield item
+        if i % step == 0 or i == total:
+            logger.info("%s: %d/%d", desc, i, total)

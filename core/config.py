@@ -20,7 +20,8 @@ class DataConfig:
     task: str = "egfr"
     shape: tuple[int, ...] = (32, 32, 32)  # (D, H, W) for 3D, (H, W) for 2D
     hu_window: tuple[float, float] = (-1000.0, 400.0)  # HU clipped to this range, then scaled to [0, 1]
-    crop_margin_mm: float = 10.0  # margin around a tumour mask's bounding box
+    crop_margin_mm: float = 10.0  # margin around a tumour mask's bounding box (when spacing is None)
+    spacing: tuple[float, float, float] | None = None  # (z, y, x) mm to resample to; None: resize
     split: tuple[float, float, float] = (0.70, 0.15, 0.15)  # train / val / test
     negative_ratio: float = 0.0  # negatives sampled per positive each epoch (0: keep all)
     negative_pool_ratio: float = 20.0  # luna16: negatives cached per positive, per split (seeded)

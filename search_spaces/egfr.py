@@ -3,6 +3,8 @@
 Defaults follow the seed project: 3 conv layers (kernel 2, stride 1, pad 1) each
 ReLU -> BatchNorm -> MaxPool(3), dropout 0.3, two FC layers; weighted BCE; Adam lr 3e-4;
 batch 32; early-stopping patience 20; 70/15/15 split; seed 42. Selection: val AUROC.
+Scans are resampled to 1.25 mm before the crop (the seed resized a margin box, which stretches
+anisotropic voxels).
 """
 from core.metrics import VAL_AUROC
 from search_spaces.types import SearchSpace, choice, loguniform, randint, uniform
@@ -10,6 +12,7 @@ from search_spaces.types import SearchSpace, choice, loguniform, randint, unifor
 FIXED = {
     "data/task": "egfr",
     "data/shape": (32, 32, 32),
+    "data/spacing": (1.25, 1.25, 1.25),  # (z, y, x) mm: a 40 mm box around the tumour, unstretched
     "data/hu_window": (-1000.0, 400.0),
     "data/split": (0.70, 0.15, 0.15),
     "model/name": "cnn3d",

@@ -12,12 +12,12 @@ import pytest
 
 from core.config import DataConfig
 from core.data.cache import cached_arrays, dataset_fingerprint
-from core.tasks import prepare
-from core.tasks.egfr import TASK, preprocess_case, read_egfr_manifest
 from core.data.phantoms.egfr import egfr_phantom
 from core.data.prepared import DataOptions
 from core.errors import DataError
 from core.imageio import Geometry, read_volume, write_volume
+from core.tasks import prepare
+from core.tasks.egfr import TASK, load_case, preprocess_case, read_egfr_manifest
 
 GEOMETRY = Geometry(spacing=(0.8, 0.8, 2.0), origin=(0.0, 0.0, 0.0))
 
@@ -252,3 +252,48 @@ def test_cached_arrays_keeps_the_copy_of_a_builder_that_finished_first(tmp_path)
 
     np.testing.assert_array_equal(cached_arrays(cache_dir=tmp_path, key="k", build=outer)["x"], np.ones(3))
     assert [p.name for p in (tmp_path / "preprocessed").iterdir()] == ["k"]
+
+
+def _ellipsoid_case(spacing_zyx=(2.5, 0.7, 0.7), semi_axes_mm=(8.0, 8.0, 8.0)):
+    """A +100 HU ellipsoid in a -800 HU volume of anisotropic voxels, and its mask."""
+    shape = (40, 120, 120)
+    grid = np.indices(shape).transpose(1, 2, 3, 0) * np.asarray(spacing_zyx)
+    centre = np.asarray([20, 50, 70]) * np.asarray(spacing_zyx)
+    inside = np.linalg.norm((grid - centre) / np.asarray(semi_axes_mm), axis=-1) <= 1
+    image = np.where(inside, 100.0, -800.0).astype(np.float32)
+    return image, inside.astype(np.uint8), Geometry(spacing=spacing_zyx[::-1], origin=(0.0, 0.0, 0.0))
+
+
+def _extents(out: np.ndarray) -> list[int]:
+    """Voxels the bright region spans along z, y and x."""
+    bright = out > 0.5
+    return [int(np.ptp(np.flatnonzero(bright.any(axis=tuple(a for a in range(3) if a != k))))) + 1
+            for k in range(3)]
+
+
+def test_resampling_to_a_spacing_keeps_proportions_and_centre():
+    image, mask, geometry = _ellipsoid_case(semi_axes_mm=(12.0, 6.0, 6.0))  # 24 mm tall, 12 mm wide
+    kwargs = dict(shape=(24, 24, 24), hu_window=(-1000.0, 400.0), crop_margin_mm=2.0)
+    resampled = preprocess_case(image, geometry, mask, spacing=(1.25, 1.25, 1.25), **kwargs)
+    np.testing.assert_allclose(np.asarray(_extents(resampled)) * 1.25, [24.0, 12.0, 12.0], atol=2.5)
+    np.testing.assert_allclose(np.argwhere(resampled > 0.5).mean(axis=0), (23 / 2,) * 3, atol=0.75)
+    z, y, x = _extents(preprocess_case(image, geometry, mask, **kwargs))  # the seed's margin box
+    assert z < 1.5 * y  # resized box by box: the 2:1 tumour comes out nearly round
+
+
+def test_resampling_without_a_mask_fits_the_whole_volume_isotropically():
+    image, _, geometry = _ellipsoid_case()
+    out = preprocess_case(image, geometry, None, shape=(16, 16, 16), hu_window=(-1000.0, 400.0),
+                          crop_margin_mm=2.0, spacing=(1.25, 1.25, 1.25))
+    # 100 mm (z) x 84 mm (y, x) fits 16 voxels of 6.25 mm: y and x are padded, z is not
+    assert out.shape == (16, 16, 16) and out[:, 0].max() == 0.0 and out[:, :, -1].max() == 0.0
+    assert out[0].max() > 0.0 and out[-1].max() > 0.0
+
+
+def test_a_mask_off_its_image_grid_is_refused(tmp_path):
+    image, mask, geometry = _lesion_case()
+    write_volume(image, geometry, tmp_path / "case.nii.gz")
+    shifted = Geometry(spacing=geometry.spacing, origin=(5.0, 0.0, 0.0))
+    write_volume(mask, shifted, tmp_path / "mask.nii.gz")
+    with pytest.raises(DataError, match="mask.nii.gz is not on its image's voxel grid.*resample the mask"):
+        load_case(tmp_path / "case.nii.gz", DataConfig(shape=(8, 8, 8)), mask_path=tmp_path / "mask.nii.gz")

@@ -18,6 +18,7 @@ from core.config import DataConfig
 from core.data.cache import dataset_fingerprint
 from core.data.phantoms.egfr import egfr_phantom
 from core.data.prepared import DataOptions
+from core.data.resample import fit_step, sample_box
 from core.errors import DataError
 from core.imageio import ACCEPTED, Geometry, find_volumes, read_volume, resize, volume_files
 from core.tasks.task import Task
@@ -172,28 +173,54 @@ def _crop_padded(array: np.ndarray, start: np.ndarray, stop: np.ndarray, fill: f
     return out
 
 
+def _mask_box(mask: np.ndarray | None, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The tumour mask's bounding box, or None without a mask (an empty mask is warned about)."""
+    if mask is None:
+        return None
+    if mask.shape != shape:
+        raise DataError(f"Mask shape {mask.shape} differs from image shape {shape}.")
+    box = _bounding_box(mask)
+    if box is None:
+        logger.warning("Empty tumour mask: using the whole volume")
+    return box
+
+
 def preprocess_case(image: np.ndarray, geometry: Geometry, mask: np.ndarray | None, *,
                     shape: tuple[int, int, int], hu_window: tuple[float, float],
-                    crop_margin_mm: float) -> np.ndarray:
-    """(z, y, x) HU volume -> (D, H, W) float32 in [0, 1]: window, crop around the mask, resize.
+                    crop_margin_mm: float, spacing: tuple[float, float, float] | None = None
+                    ) -> np.ndarray:
+    """(z, y, x) HU volume -> (D, H, W) float32 in [0, 1]: window, then place on the output grid.
 
-    The crop is the mask's bounding box plus ``crop_margin_mm`` on every side; where that box leaves
-    the volume it is padded with the window minimum, so the tumour stays centred.
+    With ``spacing`` ((z, y, x) mm) every case is resampled to that spacing: a box of ``shape``
+    voxels centred on the tumour mask, or, without a mask, the whole volume at the one isotropic
+    spacing that fits it, so no axis is stretched. Without ``spacing`` (the seed's way): the mask's
+    bounding box plus ``crop_margin_mm`` (or the whole volume) is resized to ``shape``. Outside
+    the volume is the window minimum.
     """
     lo, hi = hu_window
     scaled = (np.clip(image, lo, hi) - lo) / (hi - lo)
-    if mask is not None:
-        if mask.shape != image.shape:
-            raise DataError(f"Mask shape {mask.shape} differs from image shape {image.shape}.")
-        box = _bounding_box(mask)
+    box = _mask_box(mask, image.shape)
+    if spacing is not None:
+        voxel_mm = np.asarray(geometry.spacing[::-1], dtype=float)  # (z, y, x)
         if box is None:
-            logger.warning("Empty tumour mask: using the whole volume")
+            centre = (np.asarray(image.shape) - 1) / 2
+            target = np.full(3, fit_step(image.shape, voxel_mm, shape))
         else:
-            margin = crop_margin_mm / np.asarray(geometry.spacing[::-1])  # (z, y, x) voxels
-            start = np.floor(box[0] - margin).astype(int)
-            stop = np.ceil(box[1] + margin).astype(int)
-            scaled = _crop_padded(scaled, start, stop, fill=0.0)
+            centre, target = (box[0] + box[1] - 1) / 2, np.asarray(spacing, dtype=float)
+        return np.clip(sample_box(scaled, centre=centre, step=target / voxel_mm, shape=shape), 0.0, 1.0)
+    if box is not None:
+        margin = crop_margin_mm / np.asarray(geometry.spacing[::-1])  # (z, y, x) voxels
+        start = np.floor(box[0] - margin).astype(int)
+        stop = np.ceil(box[1] + margin).astype(int)
+        scaled = _crop_padded(scaled, start, stop, fill=0.0)
     return np.clip(resize(scaled, tuple(shape), mode="trilinear"), 0.0, 1.0)
+
+
+def _same_grid(image: Geometry, mask: Geometry, *, tolerance_mm: float = 1e-3) -> bool:
+    """Whether a mask lies on its image's voxel grid: spacing, origin and direction agree."""
+    return (np.allclose(image.spacing, mask.spacing, atol=tolerance_mm)
+            and np.allclose(image.origin, mask.origin, atol=tolerance_mm)
+            and np.allclose(image.direction, mask.direction, atol=1e-4))
 
 
 def load_case(image_path: Path, data_cfg: DataConfig, *, mask_path: Path | None = None) -> np.ndarray:
@@ -201,12 +228,14 @@ def load_case(image_path: Path, data_cfg: DataConfig, *, mask_path: Path | None 
     image, geometry = read_volume(Path(image_path), orient=ORIENTATION)
     mask = None
     if mask_path is not None:
-        mask, _ = read_volume(Path(mask_path), orient=ORIENTATION)
-        if mask.shape != image.shape:
-            raise DataError(f"Mask {mask_path} has shape {mask.shape} (z, y, x) but its image "
-                            f"{image_path} has {image.shape}; a mask must be on its image's voxel grid.")
+        mask, mask_geometry = read_volume(Path(mask_path), orient=ORIENTATION)
+        if mask.shape != image.shape or not _same_grid(geometry, mask_geometry):
+            raise DataError(f"Mask {mask_path} is not on its image's voxel grid (mask shape "
+                            f"{mask.shape}, {mask_geometry}; image {image_path} shape {image.shape}, "
+                            f"{geometry}); resample the mask onto the image (same size, spacing, "
+                            "origin and direction) or remove it.")
     return preprocess_case(image, geometry, mask, shape=data_cfg.shape, hu_window=data_cfg.hu_window,
-                           crop_margin_mm=data_cfg.crop_margin_mm)
+                           crop_margin_mm=data_cfg.crop_margin_mm, spacing=data_cfg.spacing)
 
 
 def preprocess(rows: pd.DataFrame, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -239,14 +268,26 @@ def fingerprint(root: Path, selected: pd.DataFrame, options: DataOptions) -> str
 
 
 def cache_settings(cfg: DataConfig, options: DataOptions, seed: int) -> dict[str, Any]:
-    return {"version": PREPROCESS_VERSION, "orientation": ORIENTATION, "shape": cfg.shape,
+    spacing = {} if cfg.spacing is None else {"spacing": cfg.spacing}  # None keeps the old keys
+    return {"version": PREPROCESS_VERSION, "orientation": ORIENTATION, "shape": cfg.shape, **spacing,
             "hu_window": cfg.hu_window, "crop_margin_mm": cfg.crop_margin_mm, "split": cfg.split,
             "seed": seed, "id_column": options.id_column, "label_column": options.label_column,
             "positive_value": options.positive_value}
 
 
 def describe(manifest: pd.DataFrame, selected: pd.DataFrame) -> dict[str, Any]:
-    return {"n_with_mask": int(selected["mask"].notna().sum())}
+    """Mask counts, with a label x has-mask x split table in the log and a warning when mask
+    availability differs by class: a model can learn the crop instead of the tumour."""
+    has_mask = selected["mask"].notna()
+    table = pd.crosstab([selected["label"], has_mask.rename("has_mask")], selected["split"])
+    logger.info("EGFR cases by label, mask and split:\n%s", table.to_string())
+    by_class = has_mask.groupby(selected["label"]).mean()
+    if 0 < has_mask.sum() < len(selected) and by_class.max() - by_class.min() > 0.1:
+        logger.warning("Tumour masks cover %s of the cases per class (0 = negative, 1 = positive): "
+                       "masked cases are tumour crops, the rest whole volumes, so the model can tell "
+                       "the classes apart by the crop alone. Give every case a mask, or none.",
+                       {int(k): f"{v:.0%}" for k, v in by_class.items()})
+    return {"n_with_mask": int(has_mask.sum())}
 
 
 TASK = Task(

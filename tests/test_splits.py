@@ -73,10 +73,19 @@ def test_too_small_dataset_names_class_counts():
         split_manifest(manifest)
 
 
-def test_one_class_raises():
+def test_one_class_raises_naming_the_missing_class():
     manifest = pd.DataFrame({"id": list("abcdef"), "group": list("abcdef"), "label": [0] * 6})
-    with pytest.raises(DataError, match="Only one class"):
+    with pytest.raises(DataError, match=r"Only one class.*the positive \(1\) class is missing"):
         split_manifest(manifest)
+
+
+def test_groups_that_all_hold_a_positive_still_split():
+    # Eight scans, each with one or two nodules among many negative candidates (a downloaded subset).
+    rows = [{"id": f"s{g}-{k}", "group": f"s{g}", "label": int(k < 1 + g % 2)}
+            for g in range(8) for k in range(20)]
+    out = split_manifest(pd.DataFrame(rows), fractions=(0.5, 0.25, 0.25))
+    assert (out.groupby("group")["split"].nunique() == 1).all()
+    assert out.groupby("split")["label"].agg(set).map(len).eq(2).all()
 
 
 @pytest.mark.parametrize("fractions", [(0.7, 0.2, 0.2), (0.5, 0.5), (1.2, -0.1, -0.1)])

@@ -44,18 +44,32 @@ def _class_summary(manifest: pd.DataFrame, group_labels: pd.Series) -> str:
     return ", ".join(parts)
 
 
+def _strata(manifest: pd.DataFrame) -> pd.Series:
+    """Each group's stratum: its highest case label, or, when every group holds a positive case
+    (a scan with a nodule among its candidates), whether it holds more positives than the median."""
+    labels = sorted(manifest["label"].unique())
+    if len(labels) < 2:
+        missing = "positive (1)" if labels == [0] else "negative (0)"
+        raise DataError(f"Only one class in the manifest ({len(manifest)} cases of class {labels[0]}); "
+                        f"the {missing} class is missing. Check the labels (or --positive-value).")
+    group_labels = manifest.groupby("group", sort=False)["label"].max()
+    if group_labels.nunique() > 1:
+        return group_labels
+    positives = manifest.groupby("group", sort=False)["label"].sum()
+    logger.info("Every group holds a positive case: stratifying groups by their number of positives")
+    return (positives > positives.median()).astype(np.int64)
+
+
 def split_manifest(manifest: pd.DataFrame, *, fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
                    seed: int = 42) -> pd.DataFrame:
-    """Add a ``split`` column: no group in two splits, each class spread by ``fractions``.
+    """Add a ``split`` column: no group in two splits, each stratum spread by ``fractions``.
 
-    A group's label is its highest case label. The same seed gives the same split whatever
-    the row order. Every split with a non-zero fraction gets at least one group of each class.
+    A group's stratum is its highest case label (when every group holds a positive: whether it
+    holds more than the median number). The same seed gives the same split whatever the row
+    order. Every split with a non-zero fraction gets at least one group of each stratum.
     """
     fractions = _check_fractions(fractions)
-    group_labels = manifest.groupby("group", sort=False)["label"].max()
-    if group_labels.nunique() < 2:
-        raise DataError(f"Only one class in the manifest ({_class_summary(manifest, group_labels)}); "
-                        "a stratified split needs both.")
+    group_labels = _strata(manifest)
     rng = np.random.default_rng(seed)
     assignment: dict[object, str] = {}
     for label in sorted(group_labels.unique()):

@@ -231,6 +231,24 @@ def test_cached_arrays_builds_once_and_maps_read_only(tmp_path):
     assert [p.name for p in (tmp_path / "preprocessed").iterdir()] == ["k1"]  # no staging folder left
 
 
+@pytest.mark.parametrize("damage", ["truncate", "delete", "index"])
+def test_a_damaged_cache_entry_is_rebuilt_with_a_warning(tmp_path, caplog, damage):
+    build = lambda: {"train/x": np.arange(600, dtype=np.float32).reshape(20, 30)}  # noqa: E731
+    cached_arrays(cache_dir=tmp_path, key="k", build=build)
+    folder = tmp_path / "preprocessed" / "k"
+    if damage == "truncate":
+        data = (folder / "train" / "x.npy").read_bytes()
+        (folder / "train" / "x.npy").write_bytes(data[: len(data) // 2])
+    elif damage == "delete":
+        (folder / "train" / "x.npy").unlink()
+    else:
+        (folder / "arrays.json").write_text("{not json")
+    with caplog.at_level(logging.WARNING, logger="core.data.cache"):
+        again = cached_arrays(cache_dir=tmp_path, key="k", build=build)
+    assert "cannot be read" in caplog.text and "rebuilding" in caplog.text
+    np.testing.assert_array_equal(again["train/x"], build()["train/x"])
+
+
 def test_fingerprint_tracks_content_not_location(tmp_path):
     root = _dataset(tmp_path / "a", _balanced())
     files = sorted(root.iterdir())

@@ -71,6 +71,7 @@ def _complete(folder: Path) -> bool:
 
 
 def _load(folder: Path) -> dict[str, np.ndarray]:
+    """Every array of a complete cache folder, memory-mapped; raises if a file is missing or short."""
     names = json.loads((folder / _INDEX).read_text())["arrays"]
     return {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in names}
 
@@ -91,8 +92,14 @@ def cached_arrays(*, cache_dir: Path, key: str,
         raise ValueError(f"Cache key {key!r} must be letters, digits, '.', '_' or '-'")
     final = Path(cache_dir) / "preprocessed" / key
     if _complete(final):
-        logger.info("Preprocessed cache hit: %s", final)
-        return _load(final)
+        try:
+            arrays = _load(final)
+        except (OSError, ValueError, KeyError) as err:  # truncated .npy, bad index, missing file
+            logger.warning("Preprocessed cache %s cannot be read (%s); rebuilding it", final, err)
+            shutil.rmtree(final, ignore_errors=True)
+        else:
+            logger.info("Preprocessed cache hit: %s", final)
+            return arrays
     logger.info("Preprocessed cache miss: building %s", final)
     arrays = build()
     final.parent.mkdir(parents=True, exist_ok=True)

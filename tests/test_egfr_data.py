@@ -49,7 +49,7 @@ def test_unknown_labels_dropped_with_count(tmp_path, caplog):
 
 def test_numeric_labels_and_padded_ids(tmp_path):
     root = _dataset(tmp_path, {" R1 ": "1", "R2": "0", "R3": " 1", "R4": "0"}, volumes=["R1", "R2", "R3", "R4"])
-    manifest = read_egfr_manifest(root, positive_value="1")
+    manifest = read_egfr_manifest(root, positive_value="1", negative_value="0")
     assert dict(zip(manifest["id"], manifest["label"])) == {"R1": 1, "R2": 0, "R3": 1, "R4": 0}
 
 
@@ -116,11 +116,24 @@ def test_nothing_left(tmp_path):
         read_egfr_manifest(root)
 
 
-def test_one_class_left_suggests_positive_value(tmp_path):
-    root = _dataset(tmp_path, {"R1": "EGFR+", "R2": "Wildtype", "R3": "Unknown"})
-    with pytest.raises(DataError, match=r"Only one class.*'EGFR\+': 1.*--positive-value"):
+def test_values_outside_the_vocabulary_are_listed(tmp_path):
+    root = _dataset(tmp_path, {"R1": "EGFR+", "R2": "Wildtype", "R3": "Unknown", "R4": "Not tested"})
+    with pytest.raises(DataError, match=r"neither positive \('Mutant'\), negative \('Wildtype'\).*"
+                                        r"'EGFR\+': 1.*--positive-value / --negative-value"):
         read_egfr_manifest(root)
     assert read_egfr_manifest(root, positive_value="egfr+")["label"].tolist() == [1, 0]
+
+
+def test_a_typo_is_not_read_as_the_negative_class(tmp_path):
+    root = _dataset(tmp_path, {"R1": "Mutant", "R2": "Wildtype", "R3": "Mutnat", "R4": "Mutnat"})
+    with pytest.raises(DataError, match=r"'Mutnat': 2"):
+        read_egfr_manifest(root)
+
+
+def test_one_class_left_suggests_positive_value(tmp_path):
+    root = _dataset(tmp_path, {"R1": "Wildtype", "R2": "Wildtype", "R3": "Unknown"})
+    with pytest.raises(DataError, match=r"Only one class.*--positive-value"):
+        read_egfr_manifest(root)
 
 
 def test_masks_matched_by_case_name(tmp_path):

@@ -30,6 +30,7 @@ class DataOptions:
     id_column: str = "Case ID"
     label_column: str = "EGFR mutation status"
     positive_value: str = "Mutant"
+    negative_value: str = "Wildtype"
     cache_dir: Path = field(default_factory=default_cache_dir)
 
 

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-UNKNOWN_LABELS = frozenset({"unknown", "not collected", "na", "n/a", "nan", "", "not available"})
+UNKNOWN_LABELS = frozenset({"unknown", "not collected", "na", "n/a", "nan", "", "not available",
+                            "not tested", "not assessed", "pending"})
 ORIENTATION = "LPS"  # every case is reoriented so array axes share one sense before cropping
 PREPROCESS_VERSION = 1  # bump when preprocess_case changes, to invalidate old caches
 
@@ -81,23 +82,32 @@ def _examples(ids: Iterable[str]) -> str:
     return ", ".join(ids[:5]) + (" ..." if len(ids) > 5 else "")
 
 
-def _encode(labels: pd.DataFrame, positive_value: str, csv_path: Path,
+def _encode(labels: pd.DataFrame, positive_value: str, negative_value: str, csv_path: Path,
             label_column: str) -> pd.DataFrame:
-    """Drop unknown-vocabulary rows (logged with a count) and map the rest to 1 (positive) or 0."""
+    """Drop unknown-vocabulary rows (logged with a count) and map the rest to 1 (positive) or 0
+    (negative); any other value (a typo such as "Mutnat") stops the run, listed with its count."""
     norm = labels["raw"].str.lower()
     unknown = norm.isin(UNKNOWN_LABELS)
+    positive = norm == positive_value.strip().lower()
+    negative = norm == negative_value.strip().lower()
+    other = ~(unknown | positive | negative)
+    if other.any():
+        seen = labels["raw"][other].value_counts().to_dict()
+        raise DataError(f"{csv_path} column {label_column!r} holds values that are neither positive "
+                        f"({positive_value!r}), negative ({negative_value!r}) nor unknown: {seen}. "
+                        "Correct those rows, or pass --positive-value / --negative-value.")
     if unknown.any():
         seen = labels["raw"][unknown].value_counts().to_dict()
         logger.warning("Dropped %d of %d rows in %s whose %r is unknown: %s", int(unknown.sum()),
                        len(labels), csv_path, label_column, seen)
     kept = labels[~unknown].copy()
-    kept["label"] = (norm[~unknown] == positive_value.strip().lower()).astype(np.int64)
+    kept["label"] = positive[~unknown].astype(np.int64)
     return kept
 
 
 def read_egfr_manifest(root: Path, *, labels_csv: Path | None = None, id_column: str = "Case ID",
                        label_column: str = "EGFR mutation status", positive_value: str = "Mutant",
-                       masks_dir: Path | None = None) -> pd.DataFrame:
+                       negative_value: str = "Wildtype", masks_dir: Path | None = None) -> pd.DataFrame:
     """Labelled cases that have a volume: columns id, group, label (0/1), image, mask (path or None)."""
     root = Path(root)
     if not root.is_dir():
@@ -118,7 +128,7 @@ def read_egfr_manifest(root: Path, *, labels_csv: Path | None = None, id_column:
     if no_label:
         logger.warning("%d volumes in %s have no row in %s (e.g. %s)", len(no_label), root,
                        csv_path.name, _examples(no_label))
-    labelled = _encode(labels, positive_value, csv_path, label_column)
+    labelled = _encode(labels, positive_value, negative_value, csv_path, label_column)
     labelled = labelled[labelled["id"].isin(volumes.keys())].sort_values("id")
     if labelled.empty:
         raise DataError(f"No labelled case with a volume is left: {len(volumes)} volumes in {root} "
@@ -255,7 +265,8 @@ def read_manifest(root: Path, options: DataOptions) -> pd.DataFrame:
     """The manifest of ``root`` with the CSV options, remembering which CSV it read."""
     manifest = read_egfr_manifest(root, labels_csv=options.labels_csv, id_column=options.id_column,
                                   label_column=options.label_column,
-                                  positive_value=options.positive_value)
+                                  positive_value=options.positive_value,
+                                  negative_value=options.negative_value)
     manifest.attrs["labels_csv"] = str(_labels_csv(root, options.labels_csv))
     return manifest
 
@@ -272,7 +283,7 @@ def cache_settings(cfg: DataConfig, options: DataOptions, seed: int) -> dict[str
     return {"version": PREPROCESS_VERSION, "orientation": ORIENTATION, "shape": cfg.shape, **spacing,
             "hu_window": cfg.hu_window, "crop_margin_mm": cfg.crop_margin_mm, "split": cfg.split,
             "seed": seed, "id_column": options.id_column, "label_column": options.label_column,
-            "positive_value": options.positive_value}
+            "positive_value": options.positive_value, "negative_value": options.negative_value}
 
 
 def describe(manifest: pd.DataFrame, selected: pd.DataFrame) -> dict[str, Any]:

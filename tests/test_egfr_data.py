@@ -204,10 +204,13 @@ def test_prepare_phantom_shapes_and_cache_hit(tmp_path, monkeypatch, caplog):
     assert counts.sum() == first.info["n_cases"] == 28  # 30 minus one Unknown and one Not collected
     for split in ("train", "val", "test"):
         x, y = first.arrays[f"{split}/x"], first.arrays[f"{split}/y"]
-        assert x.shape == (counts[split], 1, 16, 16, 16) and x.dtype == np.float32
+        assert x.shape == (counts[split], 1, 16, 16, 16) and x.dtype == np.float16
         assert y.shape == (counts[split],) and y.dtype == np.int64 and set(np.asarray(y)) == {0, 1}
         np.testing.assert_array_equal(x, second.arrays[f"{split}/x"])
         np.testing.assert_array_equal(y, first.splits.loc[first.splits["split"] == split, "label"])
+    row = first.splits[first.splits["split"] == "train"].iloc[0]  # float16 storage: < 0.5 HU lost
+    exact = load_case(Path(row["image"]), data_cfg, mask_path=Path(row["mask"]) if isinstance(row["mask"], str) else None)
+    np.testing.assert_allclose(first.arrays["train/x"][0, 0], exact, atol=1 / 2048)
     assert first.info["source"] == "phantom" and first.info["cache_key"] == second.info["cache_key"]
     assert set(first.without_test().arrays) == {"train/x", "train/y", "val/x", "val/y"}
     other = prepare(task, DataConfig(shape=(8, 8, 8)), options, seed=42)

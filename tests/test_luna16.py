@@ -242,7 +242,7 @@ def test_prepare_tiny_phantom_shapes_pool_and_cache_hit(tmp_path, monkeypatch, c
     for split in ("train", "val", "test"):
         x, y = first.arrays[f"{split}/x"], first.arrays[f"{split}/y"]
         chosen = pool[pool["split"] == split]
-        assert x.shape == (len(chosen), 1, 8, 16, 16) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
+        assert x.shape == (len(chosen), 1, 8, 16, 16) and x.dtype == np.float16 and 0 <= x.min() and x.max() <= 1
         np.testing.assert_array_equal(y, chosen["label"])
         assert (y == 0).sum() <= 3 * (y == 1).sum() and (y == 1).sum() >= 1
         np.testing.assert_array_equal(x, second.arrays[f"{split}/x"])

@@ -153,7 +153,7 @@ def test_prepare_segmentation_arrays_and_cache(tiny_seg, tmp_path, caplog):
     sizes = {name: len(data.arrays[f"{name}/x"]) for name in ("train", "val", "test")}
     assert sum(sizes.values()) == 30 and sizes["train"] == 18
     x, y = data.arrays["train/x"], data.arrays["train/y"]
-    assert x.shape[1:] == (1, 32, 32) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
+    assert x.shape[1:] == (1, 32, 32) and x.dtype == np.float16 and 0 <= x.min() and x.max() <= 1
     assert y.shape[1:] == (32, 32) and y.dtype == np.uint8 and set(np.unique(y)) <= {0, 1}
     assert set(data.splits.columns) >= {"id", "group", "label", "image", "mask", "split"}
     with caplog.at_level(logging.INFO):

@@ -138,7 +138,7 @@ def test_prepare_xray_on_the_phantom(tmp_path):
                    DataOptions(root=root, cache_dir=tmp_path), seed=0)
     for split in ("train", "val", "test"):
         x, y = data.arrays[f"{split}/x"], data.arrays[f"{split}/y"]
-        assert x.shape[1:] == (1, 32, 32) and x.dtype == np.float32 and y.dtype == np.int64
+        assert x.shape[1:] == (1, 32, 32) and x.dtype == np.float16 and y.dtype == np.int64
         assert set(np.unique(y)) == {0, 1} and 0 <= x.min() and x.max() <= 1
     assert data.splits.groupby("group")["split"].nunique().max() == 1
     assert {"subtype", "folder"} <= set(data.splits.columns)

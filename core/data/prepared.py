@@ -38,8 +38,9 @@ class DataOptions:
 class PreparedData:
     """Preprocessed arrays per split plus the manifest with its split column.
 
-    ``arrays["<split>/x"]``: (N, C, *spatial) float32 (C=1 for CT), ``arrays["<split>/y"]``: (N,)
-    int64; row i of a split's arrays is row i of ``splits[splits.split == <split>]``. Arrays from
+    ``arrays["<split>/x"]``: (N, C, *spatial) float16 in [0, 1] (C=1 for CT; the loaders convert
+    each batch to float32), ``arrays["<split>/y"]``: (N,) int64 labels or (N, *spatial) uint8
+    masks; row i of a split's arrays is row i of ``splits[splits.split == <split>]``. Arrays from
     the cache are read-only memory maps: copy a batch before handing it to ``torch.from_numpy``.
     """
 

@@ -31,6 +31,8 @@ class DataOptions:
     label_column: str = "EGFR mutation status"
     positive_value: str = "Mutant"
     negative_value: str = "Wildtype"
+    group_regex: str | None = None  # the first capture group of a file stem is the patient id
+    groups_csv: Path | None = None  # a CSV of name (file stem or case id) -> group (patient id)
     cache_dir: Path = field(default_factory=default_cache_dir)
 
 

@@ -14,6 +14,7 @@ import pandas as pd
 
 from core.config import DataConfig
 from core.data.cache import cached_arrays, hash_settings
+from core.data.groups import regroup
 from core.data.prepared import SPLITS, DataOptions, PreparedData
 from core.tasks.task import Preprocess, Task
 
@@ -34,7 +35,8 @@ def prepare(task: Task, cfg: DataConfig, options: DataOptions, *, seed: int,
     """
     task.check_shape(cfg)
     root = Path(options.root) if options.root is not None else task.phantom(options.cache_dir)
-    manifest = task.read_manifest(root, options)
+    manifest = regroup(task.read_manifest(root, options), pattern=options.group_regex,
+                       csv=options.groups_csv)
     selected = task.select(task.split(manifest, cfg, seed), cfg, seed).reset_index(drop=True)
     key = cache_key(task, root, selected, cfg, options, seed)
     arrays = cached_arrays(cache_dir=options.cache_dir, key=key,
@@ -54,6 +56,8 @@ def cache_key(task: Task, root: Path, selected: pd.DataFrame, cfg: DataConfig,
     """``<task>-<dataset content>-<settings>``: a new key whenever the files or settings change."""
     content = task.fingerprint(root, selected, options)
     settings = {**task.cache_settings(cfg, options, seed), "stored_x": np.dtype(STORED_X).name}
+    if options.group_regex or options.groups_csv:  # the groups decide the split
+        settings["groups"] = hash_settings(dict(zip(selected["id"], selected["group"])))
     return f"{task.name}-{content[:16]}-{hash_settings(settings)}"
 
 

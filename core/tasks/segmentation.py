@@ -171,6 +171,11 @@ def load_input(case: Case, cfg: DataConfig, cache: dict) -> tuple[np.ndarray, tu
 
 
 def read_manifest(root: Path, options: DataOptions) -> pd.DataFrame:
+    """The image/mask pairs; without --group-regex or --groups-csv each image is its own patient."""
+    if not (options.group_regex or options.groups_csv):
+        logger.warning("Each image counts as its own patient: images of one patient may land in "
+                       "different splits. Pass --group-regex (the first capture group of a file "
+                       "name is the patient id) or --groups-csv (name,group) to keep them together.")
     return read_segmentation_manifest(root)
 
 

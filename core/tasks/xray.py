@@ -35,6 +35,7 @@ CLASSES = {"normal": 0, "pneumonia": 1}
 SUFFIXES = (".jpeg", ".jpg", ".png")
 MIN_VAL_IMAGES = 50  # a val/ with fewer images (Kermany's has 16) is too small to select models on
 MIN_VAL_PATIENTS = 2  # ... or with fewer patients of either class
+MAX_UNNAMED = 0.05  # warn when more file names than this carry no patient id
 _PERSON = re.compile(r"^(person\d+)_(bacteria|virus)_\d+", re.IGNORECASE)
 _IM = re.compile(r"^(.*?IM-\d+)(?:-\d+)+$", re.IGNORECASE)
 _PRIORITY = {"test": 2, "val": 1, "train": 0}  # a patient in several splits goes to the highest
@@ -123,7 +124,12 @@ def read_xray_manifest(root: Path) -> pd.DataFrame:
             rows += _split_rows(folder, split)
     manifest = pd.DataFrame(rows)
     unnamed = int((manifest["group"] == manifest["image"].map(lambda p: Path(p).stem)).sum())
-    if unnamed:
+    if unnamed > MAX_UNNAMED * len(manifest):
+        logger.warning("%d of %d file names carry no Kermany patient id (personN_..., IM-NNNN-...); "
+                       "each is its own patient, so one patient's films may be split apart. Pass "
+                       "--group-regex or --groups-csv if the names follow another pattern.",
+                       unnamed, len(manifest))
+    elif unnamed:
         logger.info("%d file names carry no Kermany patient id; each is its own patient", unnamed)
     logger.info("X-ray manifest: %d images of %d patients from %s: %s", len(manifest),
                 manifest["group"].nunique(), base,
@@ -198,6 +204,7 @@ def _val_fraction(cfg: DataConfig) -> float:
 
 
 def read_manifest(root: Path, options: DataOptions) -> pd.DataFrame:
+    """Kermany's patient ids from the file names (replaced by --group-regex / --groups-csv)."""
     return read_xray_manifest(root)
 
 

@@ -101,7 +101,7 @@ def run_pipeline(options: RunOptions, *, resume: bool = False) -> dict[str, Any]
     data = prepare_data(space, options)
     folder.mkdir(parents=True, exist_ok=True)
     save_options(options, folder)
-    write_splits(data.splits, folder / "splits.csv")
+    write_splits(data.manifest if data.manifest is not None else data.splits, folder / "splits.csv")
     mode = prepare_wandb(options.wandb)
     start_ray(options.address)
     options = replace(options, sweep=resolve_resources(options.sweep))

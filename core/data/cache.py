@@ -76,18 +76,32 @@ def _load(folder: Path) -> dict[str, np.ndarray]:
     return {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in names}
 
 
-def _write(folder: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    for name, array in arrays.items():
+Allocate = Callable[[str, tuple[int, ...], Any], np.ndarray]
+
+
+def _allocator(folder: Path, names: list[str]) -> Allocate:
+    """``allocate(name, shape, dtype)``: a writable ``<folder>/<name>.npy`` memory map, recorded."""
+    def allocate(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         if not _SAFE_NAME.match(name):
             raise ValueError(f"Array name {name!r} must be letters, digits, _ or -, parts joined by '/'")
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        np.save(folder / f"{name}.npy", np.ascontiguousarray(array))
-    (folder / _INDEX).write_text(json.dumps({"arrays": list(arrays)}))  # written last: marks complete
+        names.append(name)
+        return np.lib.format.open_memmap(folder / f"{name}.npy", mode="w+", dtype=dtype, shape=shape)
+    return allocate
 
 
 def cached_arrays(*, cache_dir: Path, key: str,
                   build: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """Arrays under ``key``: memory-mapped (read-only) from the cache, built and stored first if absent."""
+    def fill(allocate: Allocate) -> None:
+        for name, array in build().items():
+            allocate(name, array.shape, array.dtype)[...] = array
+    return cached_build(cache_dir=cache_dir, key=key, fill=fill)
+
+
+def cached_build(*, cache_dir: Path, key: str, fill: Callable[[Allocate], None]) -> dict[str, np.ndarray]:
+    """Arrays under ``key``, memory-mapped read-only; if absent, ``fill(allocate)`` writes them first
+    straight into memory-mapped files, so building never holds the arrays in RAM."""
     if not _SAFE_KEY.match(key):
         raise ValueError(f"Cache key {key!r} must be letters, digits, '.', '_' or '-'")
     final = Path(cache_dir) / "preprocessed" / key
@@ -101,11 +115,12 @@ def cached_arrays(*, cache_dir: Path, key: str,
             logger.info("Preprocessed cache hit: %s", final)
             return arrays
     logger.info("Preprocessed cache miss: building %s", final)
-    arrays = build()
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
     try:
-        _write(staging, arrays)
+        names: list[str] = []
+        fill(_allocator(staging, names))
+        (staging / _INDEX).write_text(json.dumps({"arrays": names}))  # written last: marks complete
         if final.exists() and not _complete(final):
             logger.warning("Removing an incomplete cache folder %s", final)
             shutil.rmtree(final, ignore_errors=True)

@@ -42,13 +42,15 @@ class PreparedData:
 
     ``arrays["<split>/x"]``: (N, C, *spatial) float16 in [0, 1] (C=1 for CT; the loaders convert
     each batch to float32), ``arrays["<split>/y"]``: (N,) int64 labels or (N, *spatial) uint8
-    masks; row i of a split's arrays is row i of ``splits[splits.split == <split>]``. Arrays from
+    masks; row i of a split's arrays is row i of ``splits[splits.split == <split>]``. ``manifest``
+    lists every row read, also those left out of the arrays (luna16's unpooled train negatives). Arrays from
     the cache are read-only memory maps: copy a batch before handing it to ``torch.from_numpy``.
     """
 
     arrays: dict[str, np.ndarray]
     splits: pd.DataFrame
     info: dict[str, Any] = field(default_factory=dict)
+    manifest: pd.DataFrame | None = None  # every row with its split and ``in_pool`` (in the arrays)
 
     def without_test(self) -> PreparedData:
         """The same data minus the ``test/*`` arrays, for the sweep (which never sees test)."""

@@ -195,14 +195,15 @@ def read_luna16_manifest(root: Path, *, candidates: Path | None = None) -> pd.Da
 
 
 def select_pool(splits: pd.DataFrame, *, ratio: float, seed: int) -> pd.DataFrame:
-    """Every positive plus, per split, ``ratio`` seeded negatives per positive (all if fewer or ratio 0)."""
+    """Every val and test candidate (scored as the challenge scores, at the data's prevalence),
+    and of train every positive plus ``ratio`` seeded negatives per positive (all if ratio 0)."""
     rng = np.random.default_rng(seed)
-    keep = splits["label"].to_numpy() == 1
-    for name in SPLITS:
-        negatives = np.flatnonzero((splits["split"] == name).to_numpy() & ~keep)
-        n_pos = int(((splits["split"] == name) & (splits["label"] == 1)).sum())
-        wanted = len(negatives) if ratio <= 0 else min(len(negatives), int(round(ratio * n_pos)))
-        keep[rng.choice(negatives, size=wanted, replace=False)] = True
+    train = (splits["split"] == "train").to_numpy()
+    keep = ~train | (splits["label"].to_numpy() == 1)
+    negatives = np.flatnonzero(train & ~keep)
+    n_pos = int((train & (splits["label"] == 1).to_numpy()).sum())
+    wanted = len(negatives) if ratio <= 0 else min(len(negatives), int(round(ratio * n_pos)))
+    keep[rng.choice(negatives, size=wanted, replace=False)] = True
     return splits[keep].reset_index(drop=True)
 
 
@@ -272,10 +273,11 @@ def read_manifest(root: Path, options: DataOptions) -> pd.DataFrame:
 
 
 def pool(splits: pd.DataFrame, cfg: DataConfig, seed: int) -> pd.DataFrame:
-    """The cached pool: every positive and ``negative_pool_ratio`` seeded negatives per positive."""
+    """The preprocessed candidates: train's seeded pool, every val and test candidate."""
     chosen = select_pool(splits, ratio=cfg.negative_pool_ratio, seed=seed)
     counts = chosen.groupby(["split", "label"]).size().unstack(fill_value=0).to_dict(orient="index")
-    logger.info("LUNA16 pool (%.0f negatives per positive at most): %s", cfg.negative_pool_ratio, counts)
+    logger.info("LUNA16 candidates preprocessed (train: %.0f negatives per positive at most; val and "
+                "test: all): %s", cfg.negative_pool_ratio, counts)
     return chosen
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from core.config import DataConfig
-from core.data.cache import cached_arrays, hash_settings
+from core.data.cache import Allocate, cached_build, hash_settings
 from core.data.groups import regroup
 from core.data.prepared import SPLITS, DataOptions, PreparedData
 from core.tasks.task import Preprocess, Task
@@ -37,18 +37,22 @@ def prepare(task: Task, cfg: DataConfig, options: DataOptions, *, seed: int,
     root = Path(options.root) if options.root is not None else task.phantom(options.cache_dir)
     manifest = regroup(task.read_manifest(root, options), pattern=options.group_regex,
                        csv=options.groups_csv)
-    selected = task.select(task.split(manifest, cfg, seed), cfg, seed).reset_index(drop=True)
+    split = task.split(manifest, cfg, seed)
+    selected = task.select(split, cfg, seed).reset_index(drop=True)
     key = cache_key(task, root, selected, cfg, options, seed)
-    arrays = cached_arrays(cache_dir=options.cache_dir, key=key,
-                           build=lambda: build_arrays(task, selected, cfg, mapper=mapper))
+    arrays = cached_build(cache_dir=options.cache_dir, key=key,
+                          fill=lambda allocate: build_arrays(task, selected, cfg, allocate, mapper=mapper))
     train_y = np.asarray(arrays["train/y"])
     info = {"task": task.name, "kind": task.kind, "group_unit": task.group_unit,
             "n_cases": len(selected), "n_groups": int(selected["group"].nunique()),
             "n_positive": int(selected["label"].sum()),
+            "prevalence": {name: float(selected.loc[selected["split"] == name, "label"].mean())
+                           for name in SPLITS if (selected["split"] == name).any()},
             "pos_fraction_train": float(train_y.mean()) if train_y.size else 0.0,
             "cache_key": key, "source": str(root) if options.root is not None else "phantom",
             "data_dir": str(root), **task.describe(manifest, selected)}
-    return PreparedData(arrays=arrays, splits=selected, info=info)
+    audit = split.assign(in_pool=split["id"].isin(selected["id"]).to_numpy())
+    return PreparedData(arrays=arrays, splits=selected, info=info, manifest=audit)
 
 
 def cache_key(task: Task, root: Path, selected: pd.DataFrame, cfg: DataConfig,
@@ -74,26 +78,31 @@ def _preprocess_unit(preprocess: Preprocess, cfg: DataConfig, rows: pd.DataFrame
     return x, y
 
 
-def build_arrays(task: Task, selected: pd.DataFrame, cfg: DataConfig, *,
-                 mapper: Mapper = map) -> dict[str, np.ndarray]:
-    """Preprocess every read unit once into ``<split>/x`` and ``<split>/y`` in the selection's order.
+def build_arrays(task: Task, selected: pd.DataFrame, cfg: DataConfig, allocate: Allocate, *,
+                 mapper: Mapper = map) -> None:
+    """Preprocess every read unit once into ``<split>/x`` and ``<split>/y``, in the selection's order.
 
-    Inputs are stored as float16, converted unit by unit (the loaders hand float32 to the model).
+    Each unit's output goes straight into the arrays ``allocate`` makes (memory-mapped files),
+    so only a few units are ever in memory. Inputs are stored as float16 (the loaders hand
+    float32 to the model).
     """
     units = read_units(task, selected)
+    split = selected["split"].to_numpy()
+    within = selected.groupby("split", sort=False).cumcount().to_numpy()  # row index in its split
+    counts = {name: int((split == name).sum()) for name in SPLITS}
     work = functools.partial(_preprocess_unit, task.preprocess, cfg)
-    x = y = None
+    out: dict[str, np.ndarray] = {}
     done = progress(mapper(work, [rows for _, rows in units]), total=len(units),
                     desc=f"Preprocessing {task.name}")
     for (positions, _), (unit_x, unit_y) in zip(units, done):
-        if x is None:  # allocate once the first unit shows the output shapes and types
-            x = np.empty((len(selected), *unit_x.shape[1:]), dtype=STORED_X)
-            y = np.empty((len(selected), *unit_y.shape[1:]), dtype=unit_y.dtype)
-        x[positions], y[positions] = unit_x, unit_y
-    assert x is not None and y is not None, "an empty selection is refused when it is read"
-    split = selected["split"].to_numpy()
-    return {f"{name}/{part}": array[split == name]
-            for name in SPLITS for part, array in (("x", x), ("y", y))}
+        if not out:  # the first unit shows the output shapes and types
+            for name, n in counts.items():
+                out[f"{name}/x"] = allocate(f"{name}/x", (n, *unit_x.shape[1:]), STORED_X)
+                out[f"{name}/y"] = allocate(f"{name}/y", (n, *unit_y.shape[1:]), unit_y.dtype)
+        for i, position in enumerate(positions):
+            name = split[position]
+            out[f"{name}/x"][within[position]] = unit_x[i]
+            out[f"{name}/y"][within[position]] = unit_y[i]
 
 
 def progress(items: Iterable[Any], *, total: int, desc: str) -> Iterator[Any]:

@@ -17,6 +17,7 @@ import torch
 from pytorch_lightning.callbacks import EarlyStopping
 
 from core.config import TrialConfig
+from core.crossval import FoldsDataModule, FoldsModule, fold_arrays
 from core.data.datamodule import ArrayDataModule
 from core.data.sampling import augment_for, sampler_for
 from core.losses import build_loss, class_weights
@@ -96,21 +97,40 @@ def build_module(cfg: TrialConfig, *, sample_shape: Sequence[int],
     return TaskModule(net=net, loss=loss, optim=cfg.optim, kind=kind)
 
 
+def data_module(cfg: TrialConfig, arrays: Mapping[str, np.ndarray]) -> ArrayDataModule:
+    """Loaders over ``arrays`` with the config's batch size, workers, sampling and augmentation."""
+    return ArrayDataModule(arrays, batch_size=cfg.train.batch_size, num_workers=cfg.train.num_workers,
+                           pin_memory=torch.cuda.is_available(), seed=cfg.train.seed,
+                           augment=augment_for(cfg.data), sampler_factory=sampler_for(cfg.data))
+
+
+def build_run(cfg: TrialConfig, arrays: Mapping[str, np.ndarray]
+              ) -> tuple[pl.LightningModule, pl.LightningDataModule]:
+    """The module and data of one run: a ``TaskModule``, or with ``arrays["train/fold"]`` a
+    ``FoldsModule`` of one model per cross-validation fold."""
+    if "train/fold" not in arrays:
+        module = build_module(cfg, sample_shape=arrays["train/x"].shape[1:],
+                              train_labels=np.asarray(arrays["train/y"]))
+        return module, data_module(cfg, arrays)
+    parts = [fold_arrays(arrays, k) for k in range(int(np.max(arrays["train/fold"])) + 1)]
+    folds = [build_module(cfg, sample_shape=part["train/x"].shape[1:], train_labels=part["train/y"])
+             for part in parts]
+    kind = get_task(cfg.data.task).kind
+    return (FoldsModule(folds, optim=cfg.optim, segmentation=kind == "segmentation"),
+            FoldsDataModule([data_module(cfg, part) for part in parts]))
+
+
 def train(cfg: TrialConfig, arrays: Mapping[str, np.ndarray], *, metric: str, mode: str,
           callbacks: Sequence[pl.Callback] = (), ckpt_path: str | Path | None = None,
           root_dir: str | Path | None = None, progress: bool = False) -> TrainResult:
-    """Train ``cfg`` on ``arrays["train/*"]``, validating on ``arrays["val/*"]`` every epoch.
+    """Train ``cfg`` on ``arrays["train/*"]``, validating on ``arrays["val/*"]`` every epoch
+    (or, with ``arrays["train/fold"]``, on each cross-validation fold, reporting their mean).
 
     Stops early on val loss with the config's patience; returns the module at the best
     ``metric`` epoch. ``ckpt_path`` resumes from a Lightning checkpoint.
     """
     pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
-    module = build_module(cfg, sample_shape=arrays["train/x"].shape[1:],
-                          train_labels=np.asarray(arrays["train/y"]))
-    data = ArrayDataModule(arrays, batch_size=cfg.train.batch_size,
-                           num_workers=cfg.train.num_workers,
-                           pin_memory=torch.cuda.is_available(), seed=cfg.train.seed,
-                           augment=augment_for(cfg.data), sampler_factory=sampler_for(cfg.data))
+    module, data = build_run(cfg, arrays)
     best = BestWeights(metric, mode)
     stopper = EarlyStopping(monitor=VAL_LOSS, mode="min", patience=cfg.train.patience,
                             check_on_train_epoch_end=False)

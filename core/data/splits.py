@@ -44,7 +44,7 @@ def _class_summary(manifest: pd.DataFrame, group_labels: pd.Series) -> str:
     return ", ".join(parts)
 
 
-def _strata(manifest: pd.DataFrame) -> pd.Series:
+def stratum_of_groups(manifest: pd.DataFrame) -> pd.Series:
     """Each group's stratum: its highest case label, or, when every group holds a positive case
     (a scan with a nodule among its candidates), whether it holds more positives than the median."""
     labels = sorted(manifest["label"].unique())
@@ -69,7 +69,7 @@ def split_manifest(manifest: pd.DataFrame, *, fractions: tuple[float, float, flo
     order. Every split with a non-zero fraction gets at least one group of each stratum.
     """
     fractions = _check_fractions(fractions)
-    group_labels = _strata(manifest)
+    group_labels = stratum_of_groups(manifest)
     rng = np.random.default_rng(seed)
     assignment: dict[object, str] = {}
     for label in sorted(group_labels.unique()):

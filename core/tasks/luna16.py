@@ -303,9 +303,33 @@ def describe(manifest: pd.DataFrame, selected: pd.DataFrame) -> dict[str, Any]:
             "candidates_csv": Path(manifest.attrs["candidates_csv"]).name}
 
 
+def challenge_metrics(rows: pd.DataFrame, probabilities: np.ndarray, root: Path) -> dict[str, Any]:
+    """FROC and CPM over the test scans as the LUNA16 challenge scores them: hits inside an
+    annotated nodule's radius, one per nodule; candidates at excluded findings neither hit nor miss."""
+    from core.froc import froc
+
+    path = Path(root) / "annotations.csv"
+    if not path.is_file():
+        logger.warning("No annotations.csv in %s: FROC and CPM need it; reporting AUROC only", root)
+        return {}
+    series = list(pd.unique(rows["group"]))
+    annotations = read_table(path, ["seriesuid", *COORDS, "diameter_mm"])
+    excluded_path = Path(root) / "annotations_excluded.csv"
+    excluded = (read_table(excluded_path, ["seriesuid", *COORDS, "diameter_mm"])
+                if excluded_path.is_file() else None)
+    if excluded is None:
+        logger.info("No annotations_excluded.csv in %s: no candidate is set aside", root)
+    candidates = pd.DataFrame({"seriesuid": rows["group"].to_numpy(),
+                               **{c: rows[c].to_numpy() for c in COORDS},
+                               "probability": np.asarray(probabilities, dtype=float)})
+    keep = lambda table: table[table["seriesuid"].isin(series)]  # noqa: E731
+    return {"froc": froc(candidates, keep(annotations), None if excluded is None else keep(excluded),
+                         series=series)}
+
+
 TASK = Task(
     name="luna16", kind="classification", spatial_dims=3, class_names=("non-nodule", "nodule"),
     group_unit="series", read_manifest=read_manifest, preprocess=preprocess,
     load_input=load_input, phantom=luna16_phantom, cache_settings=cache_settings,
     fingerprint=fingerprint, select=pool, describe=describe, read_unit="image",
-    inputs=frozenset({"point"}))
+    inputs=frozenset({"point"}), test_metrics=challenge_metrics)

@@ -65,6 +65,8 @@ class Task:
     select: Callable[[pd.DataFrame, DataConfig, int], pd.DataFrame] = keep_all
     describe: Callable[[pd.DataFrame, pd.DataFrame], dict[str, Any]] = no_extra  # (manifest, selected) -> extra info
     read_unit: str = "id"  # manifest column whose rows are read and preprocessed together
+    # (test rows, their probabilities, data folder) -> metrics the task's own field reports
+    test_metrics: Callable[[pd.DataFrame, np.ndarray, Path], dict[str, Any]] | None = None
     inputs: frozenset[str] = field(default_factory=frozenset)  # extra inputs: "mask", "point"
 
     @property

@@ -93,7 +93,7 @@ def test_dicom_rejects_left_handed_direction(tmp_path):
 def test_unreadable_inputs_raise_data_error_naming_them(tmp_path):
     corrupt = tmp_path / "bad.nii.gz"
     corrupt.write_bytes(b"not a volume")
-    with pytest.raises(DataError, match="bad.nii.gz.*Accepted"):
+    with pytest.raises(DataError, match="bad.nii.gz.*export the volume again"):
         read_volume(corrupt)
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("x")

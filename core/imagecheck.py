@@ -18,11 +18,13 @@ import math
 import os
 import stat
 import struct
+import warnings
 import zlib
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import BinaryIO
 
+import numpy as np
 from PIL import Image
 
 from core.errors import DataError
@@ -241,17 +243,20 @@ def check_nrrd(path: Path, *, root: Path | None = None, max_voxels: int | None =
     return tuple(sizes)
 
 
-def _nifti_header(path: Path, head: bytes) -> tuple[list[int], int, int]:
-    """(sizes, bytes per voxel, data offset) from a NIfTI-1 or NIfTI-2 single-file header."""
+def _nifti_header(path: Path, head: bytes) -> tuple[list[int], int, int, str | None]:
+    """(sizes, bytes per voxel, data offset, numpy dtype when floating point) from a NIfTI-1 or
+    NIfTI-2 single-file header."""
     for order in "<>":
         if len(head) >= 348 and struct.unpack(order + "i", head[:4])[0] == 348:
             dims = struct.unpack(order + "8h", head[40:56])
+            datatype = struct.unpack(order + "h", head[70:72])[0]
             bitpix = struct.unpack(order + "h", head[72:74])[0]
             vox_offset, magic = int(struct.unpack(order + "f", head[108:112])[0]), head[344:348]
             single = magic == b"n+1\0"
             break
         if len(head) >= 540 and struct.unpack(order + "i", head[:4])[0] == 540:
             dims = struct.unpack(order + "8q", head[16:80])
+            datatype = struct.unpack(order + "h", head[12:14])[0]
             bitpix = struct.unpack(order + "h", head[14:16])[0]
             vox_offset, magic = struct.unpack(order + "q", head[168:176])[0], head[4:8]
             single = magic == b"n+2\0"
@@ -265,11 +270,31 @@ def _nifti_header(path: Path, head: bytes) -> tuple[list[int], int, int]:
     if not 1 <= dims[0] <= 7 or bitpix < 8 or bitpix % 8:
         raise _fail(path, f"the header's dim[0]={dims[0]} or bitpix={bitpix} is invalid",
                     "export the volume again")
-    return list(dims[1:dims[0] + 1]), bitpix // 8, vox_offset
+    floating = {16: order + "f4", 64: order + "f8"}.get(datatype)
+    return list(dims[1:dims[0] + 1]), bitpix // 8, vox_offset, floating
+
+
+def _refuse_nonfinite(path: Path, handle: BinaryIO, *, start: int, count: int, dtype: str) -> None:
+    """Read ``count`` values of ``dtype`` from ``start`` of a stream; refuse NaN or infinity (ITK's
+    NIfTI reader turns them into zeros without a word)."""
+    item = int(dtype[-1])
+    handle.read(start)
+    left, bad = count, 0
+    while left:
+        block = handle.read(min(left * item, CHUNK // item * item))
+        if not block or len(block) % item:
+            break
+        values = np.frombuffer(block, dtype=dtype)
+        bad += values.size - int(np.count_nonzero(np.isfinite(values)))
+        left -= values.size
+    if bad:
+        raise DataError(f"{path} holds {bad} NaN or infinite voxels; fill them (e.g. with the "
+                        "background value) and save the volume again.")
 
 
 def check_nifti(path: Path, *, max_voxels: int | None = None, deep: bool = True) -> tuple[int, ...]:
-    """Sizes of a .nii/.nii.gz after checking its header and, streaming, its voxel bytes."""
+    """Sizes of a .nii/.nii.gz after checking its header and, streaming, its voxel bytes (and that
+    floating-point voxels are finite)."""
     gz = path.name.lower().endswith(".gz")
     try:
         with (gzip.open(path, "rb") if gz else open(path, "rb")) as handle:
@@ -277,12 +302,16 @@ def check_nifti(path: Path, *, max_voxels: int | None = None, deep: bool = True)
     except (EOFError, OSError, zlib.error) as err:
         raise _fail(path, f"cannot be read as {'gzip' if gz else 'NIfTI'} ({err})",
                     "export the volume again as .nii.gz") from None
-    sizes, nbytes, offset = _nifti_header(path, head)
-    needed = offset + _product(path, sizes, max_voxels) * nbytes
+    sizes, nbytes, offset, floating = _nifti_header(path, head)
+    count = _product(path, sizes, max_voxels)
+    needed = offset + count * nbytes
     if not gz:
         _enough(path, _regular_size(path, path, "file"), needed)
     elif deep:
         _inflated_at_least(path, needed, lambda h: gzip.GzipFile(fileobj=h))
+    if deep and floating:
+        with (gzip.open(path, "rb") if gz else open(path, "rb")) as handle:
+            _refuse_nonfinite(path, handle, start=offset, count=count, dtype=floating)
     return tuple(sizes)
 
 
@@ -313,22 +342,29 @@ def check_image_2d(path: Path, *, max_pixels: int | None = None) -> tuple[int, i
     _regular_size(path, path, "file")
     fix = "re-save it as a plain grey or RGB PNG or JPEG"
     try:
-        with Image.open(path) as image:  # lazy: reads the header only
-            width, height = image.size
-            if max_pixels is not None and width * height > max_pixels:
-                raise _fail(path, f"{width}x{height} = {width * height} pixels is over the limit of "
-                            f"{max_pixels}", "send a smaller image or raise --max-pixels")
-            if image.format not in ("PNG", "JPEG"):
-                raise _fail(path, f"holds a {image.format} image, not PNG or JPEG", fix)
-            if image.format == "PNG":
-                image.verify()
-            else:
-                image.draft(image.mode, (max(width // 8, 1), max(height // 8, 1)))
-                image.load()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies
+            shape = _opened_image_2d(path, max_pixels, fix)
     except Image.DecompressionBombError:
         raise _fail(path, "has more pixels than the image library accepts", "send a smaller image") from None
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error) as err:
         if isinstance(err, DataError):
             raise
         raise _fail(path, f"is damaged or truncated ({err})", fix) from None
+    return shape
+
+
+def _opened_image_2d(path: Path, max_pixels: int | None, fix: str) -> tuple[int, int]:
+    with Image.open(path) as image:  # lazy: reads the header only
+        width, height = image.size
+        if max_pixels is not None and width * height > max_pixels:
+            raise _fail(path, f"{width}x{height} = {width * height} pixels is over the limit of "
+                        f"{max_pixels}", "send a smaller image or raise --max-pixels")
+        if image.format not in ("PNG", "JPEG"):
+            raise _fail(path, f"holds a {image.format} image, not PNG or JPEG", fix)
+        if image.format == "PNG":
+            image.verify()
+        else:
+            image.draft(image.mode, (max(width // 8, 1), max(height // 8, 1)))
+            image.load()
     return height, width

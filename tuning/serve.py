@@ -117,6 +117,11 @@ def _point(text: str | None, model: LoadedModel) -> tuple[float, float, float] |
     return values
 
 
+def _reason(verb: str, filename: str, detail: str) -> str:
+    """``Refused scan.mha: ...``, naming the file once even when ``detail`` starts with it."""
+    return f"{verb} {detail if detail.startswith(filename) else f'{filename}: {detail}'}"
+
+
 def _staged(upload: UploadFile, work: Path, stem: str, limits: dict[str, int], *,
             volumes: bool) -> tuple[Path, str]:
     """Save, unpack and check one upload from its headers (sizes, data files) before decoding."""
@@ -126,7 +131,7 @@ def _staged(upload: UploadFile, work: Path, stem: str, limits: dict[str, int], *
         check_input(path, root=work, max_voxels=limits["max_voxels"], max_pixels=limits["max_pixels"])
     except DataError as err:
         detail = str(err).replace(str(path), filename).replace(str(work), "upload")
-        raise UploadError(422, f"Refused {detail if detail.startswith(filename) else f'{filename}: {detail}'}") from err
+        raise UploadError(422, _reason("Refused", filename, detail)) from err
     return path, filename
 
 
@@ -248,7 +253,7 @@ def create_app(model_folder: Path, *, max_upload_bytes: int = 512 * MIB,
             except Exception as err:  # whatever fails to read is the upload's fault: a 422
                 detail = (_clean(str(err), case, work, filename) if isinstance(err, DataError)
                           else f"not a readable input ({type(err).__name__})")
-                raise UploadError(422, f"Cannot read {filename}: {detail}") from err
+                raise UploadError(422, _reason("Cannot read", filename, detail)) from err
             with lock:
                 probabilities = predict(model.module, x[None])[0]
             image = case.path if len(model.config.data.shape) == 2 else None

@@ -350,7 +350,7 @@ def check_image_2d(path: Path, *, max_pixels: int | None = None) -> tuple[int, i
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error) as err:
         if isinstance(err, DataError):
             raise
-        raise _fail(path, f"is damaged or truncated ({err})", fix) from None
+        raise _fail(path, f"is damaged or truncated ({str(err).replace(str(path), path.name)})", fix) from None
     return shape
 
 

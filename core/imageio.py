@@ -120,7 +120,10 @@ def read_volume(path: Path, *, orient: str | None = None,
     if path.is_dir():
         image = _read_dicom_folder(path, max_voxels=max_voxels)
     else:
-        check_volume_file(path, max_voxels=max_voxels)
+        try:
+            check_volume_file(path, max_voxels=max_voxels)
+        except DataError as err:
+            raise DataError(f"Cannot read volume {err}") from err
         reader = _reader_for(path)
         reader.SetOutputPixelType(sitk.sitkFloat32)
         image = _execute(path, reader)
@@ -421,7 +424,10 @@ def read_image_2d(path: Path, *, max_pixels: int | None = None) -> np.ndarray:
     if not path.name.lower().endswith(IMAGE_2D_SUFFIXES):
         raise DataError(f"Cannot read image {path}: the name must end with one of "
                         f"{', '.join(IMAGE_2D_SUFFIXES)}.")
-    shape = check_image_2d(path, max_pixels=max_pixels)
+    try:
+        shape = check_image_2d(path, max_pixels=max_pixels)
+    except DataError as err:
+        raise DataError(f"Cannot read image {err}") from err
     array = sitk.GetArrayFromImage(_read_sitk_2d(path)).astype(np.float32, copy=False)
     if array.ndim == 3:  # (H, W, C) vector pixels
         array = array[..., :3] @ _LUMA if array.shape[-1] >= 3 else array[..., 0]

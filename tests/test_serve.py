@@ -1,6 +1,7 @@
 """The HTTP API (``tuning.serve``): each input kind answers, each bad upload gets a 4xx with a message."""
 import base64
 import io
+import os
 import socket
 import subprocess
 import sys
@@ -211,8 +212,10 @@ def free_port() -> int:
 def test_the_real_server_answers_over_http(egfr):
     folder, paths = egfr
     port = free_port()
+    token = "a-token-of-at-least-16-characters"
     server = subprocess.Popen([sys.executable, "-m", "tuning.serve", str(folder.parent), "--port", str(port)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              env={**os.environ, "MEDTUNE_SERVE_TOKEN": token})
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.time() + 180
@@ -224,9 +227,13 @@ def test_the_real_server_answers_over_http(egfr):
                 pass
             assert server.poll() is None and time.time() < deadline, server.stdout.read().decode()
             time.sleep(0.5)
-        with paths["nifti"].open("rb") as handle:
-            answer = httpx.post(f"{url}/predict", files={"file": ("scan.nii.gz", handle)}, timeout=60)
+        scan = paths["nifti"].read_bytes()
+        refused = httpx.post(f"{url}/predict", files={"file": ("scan.nii.gz", scan)}, timeout=60)
+        assert refused.status_code == 401
+        answer = httpx.post(f"{url}/predict", files={"file": ("scan.nii.gz", scan)}, timeout=60,
+                            headers={"Authorization": f"Bearer {token}"})
         assert answer.status_code == 200 and answer.json()["model"] == "egfr-run"
+        assert httpx.get(f"{url}/health", headers={"Host": "evil.example"}, timeout=10).status_code == 400
     finally:
         server.terminate()
         server.wait(timeout=30)

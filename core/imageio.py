@@ -196,17 +196,14 @@ def _largest_series(folder: Path) -> tuple[str, str, tuple[str, ...]]:
     return dirpath, sid, tuple(files)
 
 
-def dicom_series_size(folder: Path, *, max_voxels: int | None = None) -> tuple[int, int, int]:
-    """(x, y, z) size of the largest DICOM series under ``folder`` from one slice's header and the
-    slice count, refused past ``max_voxels`` before any pixel is decoded."""
-    _, _, files = _largest_series(Path(folder))
+def _series_size(folder: Path, files: tuple[str, ...], max_voxels: int | None) -> tuple[int, int, int]:
     reader = sitk.ImageFileReader()
     reader.SetFileName(files[0])
     reader.SetImageIO("GDCMImageIO")
     try:
         reader.ReadImageInformation()
     except RuntimeError as err:
-        raise DataError(f"Cannot read the DICOM header of {files[0]}: re-export the series.") from err
+        raise DataError(f"Cannot read the DICOM header of {files[0]}: export the series again.") from err
     width, height = reader.GetSize()[:2]
     if max_voxels is not None and width * height * len(files) > max_voxels:
         raise DataError(f"{folder}: {len(files)} slices of {width}x{height} = {width * height * len(files)} "
@@ -214,11 +211,18 @@ def dicom_series_size(folder: Path, *, max_voxels: int | None = None) -> tuple[i
     return width, height, len(files)
 
 
+def dicom_series_size(folder: Path, *, max_voxels: int | None = None) -> tuple[int, int, int]:
+    """(x, y, z) size of the largest DICOM series under ``folder`` from one slice's header and the
+    slice count, refused past ``max_voxels`` before any pixel is decoded."""
+    folder = Path(folder)
+    return _series_size(folder, _largest_series(folder)[2], max_voxels)
+
+
 def _read_dicom_folder(folder: Path, *, max_voxels: int | None = None) -> sitk.Image:
     """The DICOM series with the most slices anywhere under ``folder`` (slices sorted by position),
     after checking no slice is damaged, missing in the middle or doubled."""
-    dicom_series_size(folder, max_voxels=max_voxels)
     dirpath, sid, files = _largest_series(folder)
+    _series_size(folder, files, max_voxels)
     refuse_damaged_slices(Path(dirpath), sid, files)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)

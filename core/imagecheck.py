@@ -196,7 +196,7 @@ def check_metaimage(path: Path, *, root: Path | None = None, max_voxels: int | N
     if element not in _MET_SIZES:
         raise _fail(path, f"ElementType {fields.get('ElementType')!r} is unknown",
                     f"use one of {', '.join(_MET_SIZES)}")
-    count = _product(path, size + channels, max_voxels)
+    count = _product(path, size + [c for c in channels if c != 1], max_voxels)
     needed = count * _MET_SIZES[element]
     compressed = fields.get("CompressedData", "False").lower() == "true"
     encoding = "zlib" if compressed else ("raw" if fields.get("BinaryData", "True").lower() == "true"

@@ -23,7 +23,8 @@ def ct(shape: tuple[int, ...] = SHAPE, dtype: type = np.int16) -> np.ndarray:
     return np.random.default_rng(0).integers(-1000, 400, size=shape).astype(dtype)
 
 
-def _cut(path: Path, fraction: float = 0.6) -> Path:
+def cut(path: Path, fraction: float = 0.6) -> Path:
+    """Keep the first ``fraction`` of the file's bytes."""
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * fraction)])
     return path
@@ -67,7 +68,7 @@ def mhd_pair(folder: Path, data_file: str, *, raw_bytes: int | None = None) -> P
 # --- truncated or damaged volumes -----------------------------------------------------------
 
 def truncated(folder: Path, suffix: str) -> Path:
-    return _cut(valid(folder, suffix))
+    return cut(valid(folder, suffix))
 
 
 def truncated_raw(folder: Path) -> Path:
@@ -77,7 +78,7 @@ def truncated_raw(folder: Path) -> Path:
 def nrrd_gzip_truncated(folder: Path) -> Path:
     path = folder / "scan.nrrd"
     write_volume(ct(), GEOMETRY, path, compress=True)
-    return _cut(path, 0.7)
+    return cut(path, 0.7)
 
 
 def mha_zlib_truncated(folder: Path) -> Path:
@@ -156,7 +157,7 @@ def image(folder: Path, suffix: str) -> Path:
 
 
 def truncated_image(folder: Path, suffix: str) -> Path:
-    return _cut(image(folder, suffix), 0.6)
+    return cut(image(folder, suffix), 0.6)
 
 
 def huge_png(folder: Path, side: int = 12000) -> Path:

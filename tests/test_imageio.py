@@ -251,3 +251,34 @@ def test_itk_warnings_that_mean_damage_become_data_errors(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="core.itklog"):
         refuse_damage(Path("x.nii"), "some harmless note\n")
     assert "harmless note" in caplog.text
+
+
+def _as_dicom_missing_a_slice(root, case):
+    (root / f"{case}.nii.gz").unlink()
+    damaged.dicom_missing_slice(root / case)  # root/<case>/series/, slice 5 gone
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda root: damaged.cut(root / "R03.nii.gz"), r"R03\.nii\.gz: its compressed data is damaged or truncated"),
+    (lambda root: write_volume(np.full((6, 8, 8), np.nan, np.float32), damaged.GEOMETRY, root / "R03.nii.gz"),
+     r"R03\.nii\.gz holds 384 NaN or infinite voxels"),
+    (lambda root: _as_dicom_missing_a_slice(root, "R03"), r"R03.*a missing slice"),
+])
+def test_training_data_preparation_stops_on_damaged_input_before_caching(tmp_path, damage, message):
+    import pandas as pd
+
+    from core.config import DataConfig
+    from core.data.egfr import prepare_egfr
+    from core.data.prepared import DataOptions
+
+    root = tmp_path / "data"
+    root.mkdir()
+    labels = {f"R{i:02d}": "Mutant" if i < 4 else "Wildtype" for i in range(10)}
+    for case in labels:
+        write_volume(damaged.ct((6, 8, 8)), damaged.GEOMETRY, root / f"{case}.nii.gz")
+    pd.DataFrame({"Case ID": list(labels), "EGFR mutation status": list(labels.values())}).to_csv(
+        root / "clinical.csv", index=False)
+    damage(root)
+    with pytest.raises(DataError, match=message):
+        prepare_egfr(DataConfig(shape=(4, 4, 4)), DataOptions(root=root, cache_dir=tmp_path / "cache"), seed=0)
+    assert not list((tmp_path / "cache").rglob("*.npy"))  # nothing half-built was cached

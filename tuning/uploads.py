@@ -13,6 +13,7 @@ import json
 import os
 import threading
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -205,7 +206,7 @@ class Slots:
 
 
 @contextlib.contextmanager
-def worker_slot(ticket: Ticket | None):
+def worker_slot(ticket: Ticket | None) -> Iterator[None]:
     """Hold the request's slot while a worker thread computes; refuse to start a timed-out one."""
     if ticket is not None and not ticket.enter():
         raise UploadError(503, "The request was cancelled after its timeout before it started.")

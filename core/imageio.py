@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +18,10 @@ import SimpleITK as sitk
 import torch
 import torch.nn.functional as F
 
+from core.dicomcheck import check_slice_positions, refuse_damaged_slices
 from core.errors import DataError
+from core.imagecheck import check_image_2d, check_volume_file
+from core.itklog import itk_messages, refuse_damage
 
 logger = logging.getLogger(__name__)
 
@@ -67,25 +70,69 @@ def volume_suffix(path: Path) -> str | None:
     return next((s for s in VOLUME_SUFFIXES if name.endswith(s) and len(name) > len(s)), None)
 
 
-def read_volume(path: Path, *, orient: str | None = None) -> tuple[np.ndarray, Geometry]:
+_IMAGE_IO = {".nii.gz": "NiftiImageIO", ".nii": "NiftiImageIO", ".mhd": "MetaImageIO",
+             ".mha": "MetaImageIO", ".nrrd": "NrrdImageIO", ".nhdr": "NrrdImageIO",
+             ".png": "PNGImageIO", ".jpg": "JPEGImageIO", ".jpeg": "JPEGImageIO"}
+
+
+def _reader_for(path: Path) -> sitk.ImageFileReader:
+    """A reader bound to the format the suffix names: content never picks another decoder."""
+    suffix = volume_suffix(path) or path.suffix.lower()
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.SetImageIO(_IMAGE_IO[suffix])
+    return reader
+
+
+def _execute(path: Path, reader: sitk.ImageFileReader | sitk.ImageSeriesReader,
+             check: Callable[[sitk.Image], None] | None = None) -> sitk.Image:
+    """Run a SimpleITK reader; its errors, and warnings that mean damaged data, become DataError
+    (``check`` runs first, so that its clearer message wins)."""
+    try:
+        with itk_messages() as said:
+            image = reader.Execute()
+    except RuntimeError as err:
+        detail = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        raise DataError(f"Cannot read {path}: {detail}. Accepted: {ACCEPTED}.") from err
+    if check is not None:
+        check(image)
+    refuse_damage(path, said.text)
+    return image
+
+
+def _finite(array: np.ndarray, path: Path) -> np.ndarray:
+    bad = array.size - int(np.count_nonzero(np.isfinite(array)))
+    if bad:
+        raise DataError(f"{path} holds {bad} NaN or infinite voxels; fill them (e.g. with the "
+                        "background value) and save the volume again.")
+    return array
+
+
+def read_volume(path: Path, *, orient: str | None = None,
+                max_voxels: int | None = None) -> tuple[np.ndarray, Geometry]:
     """Read a volume file or DICOM series folder as float32 (z, y, x) plus its geometry.
 
     ``orient`` (e.g. ``"LPS"``) reorders/flips the axes so every case shares one orientation.
+    Damaged input (truncated, NaN voxels, missing DICOM slices, a header naming a file elsewhere)
+    raises DataError; so does one of more than ``max_voxels`` voxels, before it is decoded.
     """
     path = Path(path)
-    try:
-        if path.is_dir():
-            image = _read_dicom_folder(path)
-        else:
-            image = sitk.ReadImage(str(path), sitk.sitkFloat32)
-        if orient is not None:
-            image = sitk.DICOMOrient(image, orient)
-    except RuntimeError as err:
-        detail = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-        raise DataError(f"Cannot read volume {path}: {detail}. Accepted: {ACCEPTED}.") from err
+    if path.is_dir():
+        image = _read_dicom_folder(path, max_voxels=max_voxels)
+    else:
+        try:
+            check_volume_file(path, max_voxels=max_voxels)
+        except DataError as err:
+            raise DataError(f"Cannot read volume {err}") from err
+        reader = _reader_for(path)
+        reader.SetOutputPixelType(sitk.sitkFloat32)
+        image = _execute(path, reader)
+    if orient is not None:
+        image = sitk.DICOMOrient(image, orient)
     if image.GetDimension() != 3:
         raise DataError(f"{path} holds a {image.GetDimension()}D image; a 3D volume is needed.")
-    return sitk.GetArrayFromImage(image).astype(np.float32, copy=False), _geometry_of(image)
+    array = sitk.GetArrayFromImage(image).astype(np.float32, copy=False)
+    return _finite(array, path), _geometry_of(image)
 
 
 def read_geometry(path: Path) -> tuple[tuple[int, int, int], Geometry]:
@@ -94,8 +141,8 @@ def read_geometry(path: Path) -> tuple[tuple[int, int, int], Geometry]:
     if path.is_dir():  # a DICOM series needs every slice position: read it whole
         array, geometry = read_volume(path)
         return array.shape, geometry
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
+    check_volume_file(path, deep=False)
+    reader = _reader_for(path)
     try:
         reader.ReadImageInformation()
     except RuntimeError as err:
@@ -106,6 +153,19 @@ def read_geometry(path: Path) -> tuple[tuple[int, int, int], Geometry]:
     geometry = Geometry(spacing=tuple(reader.GetSpacing()), origin=tuple(reader.GetOrigin()),
                         direction=tuple(reader.GetDirection()))
     return (size[2], size[1], size[0]), geometry
+
+
+def check_input(path: Path, *, root: Path | None = None, max_voxels: int | None = None,
+                max_pixels: int | None = None) -> None:
+    """Header-only checks of an input before it is decoded: a volume file (its data files inside
+    ``root``), a DICOM series folder (slice count x slice size) or a PNG/JPEG, against the limits."""
+    path = Path(path)
+    if path.is_dir():
+        dicom_series_size(path, max_voxels=max_voxels)
+    elif path.name.lower().endswith(IMAGE_2D_SUFFIXES):
+        check_image_2d(path, max_pixels=max_pixels)
+    else:
+        check_volume_file(path, root=root, max_voxels=max_voxels)
 
 
 def _visible_dirs(folder: Path) -> list[tuple[Path, list[str]]]:
@@ -119,8 +179,8 @@ def _visible_dirs(folder: Path) -> list[tuple[Path, list[str]]]:
     return found
 
 
-def _read_dicom_folder(folder: Path) -> sitk.Image:
-    """The DICOM series with the most slices anywhere under ``folder`` (slices sorted by position)."""
+def _largest_series(folder: Path) -> tuple[str, str, tuple[str, ...]]:
+    """(folder, series UID, slice files sorted by position) of the series with the most slices."""
     series = []
     for dirpath, _ in _visible_dirs(folder):
         for sid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(dirpath)):
@@ -133,10 +193,49 @@ def _read_dicom_folder(folder: Path) -> sitk.Image:
     if len(series) > 1:
         logger.info("%s holds %d DICOM series; reading %s (%d slices) in %s",
                     folder, len(series), sid, n_slices, dirpath)
+    return dirpath, sid, tuple(files)
+
+
+def _series_size(folder: Path, files: tuple[str, ...], max_voxels: int | None) -> tuple[int, int, int]:
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(files[0])
+    reader.SetImageIO("GDCMImageIO")
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as err:
+        raise DataError(f"Cannot read the DICOM header of {files[0]}: export the series again.") from err
+    width, height = reader.GetSize()[:2]
+    if max_voxels is not None and width * height * len(files) > max_voxels:
+        raise DataError(f"{folder}: {len(files)} slices of {width}x{height} = {width * height * len(files)} "
+                        f"voxels is over the limit of {max_voxels}; send a smaller series or raise --max-voxels.")
+    return width, height, len(files)
+
+
+def dicom_series_size(folder: Path, *, max_voxels: int | None = None) -> tuple[int, int, int]:
+    """(x, y, z) size of the largest DICOM series under ``folder`` from one slice's header and the
+    slice count, refused past ``max_voxels`` before any pixel is decoded."""
+    folder = Path(folder)
+    return _series_size(folder, _largest_series(folder)[2], max_voxels)
+
+
+def _read_dicom_folder(folder: Path, *, max_voxels: int | None = None) -> sitk.Image:
+    """The DICOM series with the most slices anywhere under ``folder`` (slices sorted by position),
+    after checking no slice is damaged, missing in the middle or doubled."""
+    dirpath, sid, files = _largest_series(folder)
+    _series_size(folder, files, max_voxels)
+    refuse_damaged_slices(Path(dirpath), sid, files)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
+    reader.SetImageIO("GDCMImageIO")
     reader.SetOutputPixelType(sitk.sitkFloat32)
-    return reader.Execute()
+    reader.MetaDataDictionaryArrayUpdateOn()
+
+    def positions(image: sitk.Image) -> None:
+        found = [reader.GetMetaData(k, "0020|0032") if reader.HasMetaDataKey(k, "0020|0032") else ""
+                 for k in range(len(files))]
+        check_slice_positions(folder, found, image.GetDirection(), files)
+
+    return _execute(folder, reader, positions)
 
 
 def write_volume(array: np.ndarray, geometry: Geometry, path: Path, *, compress: bool = False) -> None:
@@ -304,9 +403,9 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601 weight
 
 def _read_sitk_2d(path: Path) -> sitk.Image:
     try:
-        image = sitk.ReadImage(str(path))
-    except RuntimeError as err:
-        detail = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        image = _execute(path, _reader_for(path))
+    except DataError as err:
+        detail = str(err)
         if "Unknown PixelType" in detail:
             detail = "a pixel layout SimpleITK cannot read (grey + alpha?)"
         raise DataError(f"Cannot read image {path}: {detail}. Accepted: PNG or JPEG, grey, RGB or "
@@ -319,15 +418,25 @@ def _read_sitk_2d(path: Path) -> sitk.Image:
     return image
 
 
-def read_image_2d(path: Path) -> np.ndarray:
+def read_image_2d(path: Path, *, max_pixels: int | None = None) -> np.ndarray:
     """Read a PNG/JPEG as grey float32 (H, W) in the file's units (0-255 for 8 bits).
 
-    RGB(A) becomes luminance (alpha dropped); errors name the file.
+    RGB(A) becomes luminance (alpha dropped); errors name the file. A truncated or damaged file,
+    or one of more than ``max_pixels`` pixels, raises DataError before it is decoded.
     """
     path = Path(path)
+    if not path.name.lower().endswith(IMAGE_2D_SUFFIXES):
+        raise DataError(f"Cannot read image {path}: the name must end with one of "
+                        f"{', '.join(IMAGE_2D_SUFFIXES)}.")
+    try:
+        shape = check_image_2d(path, max_pixels=max_pixels)
+    except DataError as err:
+        raise DataError(f"Cannot read image {err}") from err
     array = sitk.GetArrayFromImage(_read_sitk_2d(path)).astype(np.float32, copy=False)
     if array.ndim == 3:  # (H, W, C) vector pixels
         array = array[..., :3] @ _LUMA if array.shape[-1] >= 3 else array[..., 0]
+    if array.shape != shape:
+        raise DataError(f"{path}: decoded {array.shape} pixels but its header says {shape}; re-save it.")
     return np.ascontiguousarray(array, dtype=np.float32)
 
 

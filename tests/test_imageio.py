@@ -1,14 +1,17 @@
-"""Volume IO round trips in every accepted format, world/voxel maps, and volume discovery."""
+"""Volume IO round trips in every accepted format, world/voxel maps, volume discovery, and damaged
+input refused with a DataError naming the file."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from core.errors import DataError
-from core.imageio import (Geometry, find_volumes, read_geometry, read_volume, resize, voxel_to_world,
-                          world_to_voxel, write_dicom_series, write_volume)
+from core.imageio import (Geometry, check_input, find_volumes, read_geometry, read_image_2d, read_volume,
+                          resize, voxel_to_world, world_to_voxel, write_dicom_series, write_volume)
+from tests import damaged
 
 IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 FLIPPED = (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0)
@@ -93,7 +96,7 @@ def test_dicom_rejects_left_handed_direction(tmp_path):
 def test_unreadable_inputs_raise_data_error_naming_them(tmp_path):
     corrupt = tmp_path / "bad.nii.gz"
     corrupt.write_bytes(b"not a volume")
-    with pytest.raises(DataError, match="bad.nii.gz.*Accepted"):
+    with pytest.raises(DataError, match="bad.nii.gz.*export the volume again"):
         read_volume(corrupt)
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("x")
@@ -175,3 +178,108 @@ def test_resize_nearest_keeps_label_values():
     labels[2:4, 2:4, 2:4] = 3
     out = resize(labels, (12, 12, 12), mode="nearest")
     assert set(np.unique(out)) == {0.0, 3.0} and (out == 3).sum() == 8 * 8
+
+
+# --- damaged input stops with a DataError naming the file and the fix ------------------------
+
+DAMAGED_VOLUMES = [  # (builder of a damaged file or DICOM folder, fragment of the DataError message)
+    (lambda f: damaged.truncated(f, ".nii.gz"), r"scan\.nii\.gz: its compressed data is damaged or truncated"),
+    (lambda f: damaged.truncated(f, ".nii"), r"scan\.nii: holds \d+ bytes .* needs 3712 \(truncated\)"),
+    (lambda f: damaged.truncated(f, ".mha"), r"scan\.mha: holds \d+ bytes .* needs 3360 \(truncated\)"),
+    (lambda f: damaged.truncated(f, ".nrrd"), r"scan\.nrrd: holds \d+ bytes .* \(truncated\)"),
+    (damaged.truncated_raw, r"scan\.raw: holds 1000 bytes of voxel data but its header needs 3360"),
+    (damaged.nrrd_gzip_truncated, r"scan\.nrrd: its compressed data is damaged or truncated"),
+    (damaged.mha_zlib_truncated, r"scan\.mha: its compressed data is damaged or truncated"),
+    (damaged.nifti_pair_header, r"separate \.img file .*convert it to a single \.nii\.gz"),
+    (lambda f: damaged.with_values(f, ".nii.gz", np.nan), r"scan\.nii\.gz holds 1 NaN or infinite voxels"),
+    (lambda f: damaged.with_values(f, ".nrrd", np.inf), r"scan\.nrrd holds 1 NaN or infinite voxels"),
+    (lambda f: damaged.with_values(f, ".mha", -np.inf), r"scan\.mha holds 1 NaN or infinite voxels"),
+    (damaged.dicom_missing_slice, r"between slices 0004\.dcm and 0006\.dcm is 4\.000 mm .* missing slice"),
+    (damaged.dicom_truncated_slice, r"0005\.dcm belongs to DICOM series .* cannot be read \(truncated"),
+    (damaged.dicom_duplicate_slice, r"slices 0005\.dcm and 0005b\.dcm share the position"),
+    (lambda f: damaged.mha_header(f, "/etc/passwd"), r"'/etc/passwd' is an absolute path"),
+    (lambda f: damaged.nrrd_header(f, "data file: ../../etc/passwd"), r"'\.\./\.\./etc/passwd' .*climbs out"),
+    (lambda f: damaged.mha_header(f, "LIST"), r"'LIST' is a LIST, a pattern"),
+    (lambda f: damaged.mhd_pair(f, "other.raw"), r"other\.raw: its data file is missing"),
+]
+
+
+@pytest.mark.parametrize("build, message", DAMAGED_VOLUMES)
+def test_damaged_volumes_raise_data_error(tmp_path, build, message):
+    path = build(tmp_path)
+    with pytest.raises(DataError, match=message):
+        read_volume(path)
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda f: damaged.truncated_image(f, ".png"), r"picture\.png: is damaged or truncated"),
+    (lambda f: damaged.truncated_image(f, ".jpg"), r"picture\.jpg: is damaged or truncated"),
+    (damaged.gif_named_png, r"fake\.png: holds a GIF image, not PNG or JPEG"),
+])
+def test_damaged_images_raise_data_error(tmp_path, build, message):
+    with pytest.raises(DataError, match=message):
+        read_image_2d(build(tmp_path))
+
+
+def test_limits_refuse_before_decoding(tmp_path):
+    with pytest.raises(DataError, match=r"1024x1024x1024 = 1073741824 voxels is over the limit of 1000000"):
+        read_volume(damaged.nifti_bomb(tmp_path), max_voxels=10 ** 6)
+    with pytest.raises(DataError, match=r"12000x12000 = 144000000 pixels is over the limit"):
+        read_image_2d(damaged.huge_png(tmp_path), max_pixels=64_000_000)
+    with pytest.raises(DataError, match=r"10 slices of 12x14 = 1680 voxels is over the limit of 1000"):
+        read_volume(damaged.dicom_series(tmp_path)[0], max_voxels=1000)
+
+
+def test_a_data_file_in_the_folder_is_read_and_one_elsewhere_refused(tmp_path):
+    header = damaged.mhd_pair(tmp_path / "a", "scan.raw")
+    assert read_volume(header)[0].shape == damaged.SHAPE
+    (tmp_path / "secret.raw").write_bytes(b"\0" * 4000)
+    linked = damaged.mhd_pair(tmp_path / "b", "link.raw")
+    (tmp_path / "b" / "link.raw").symlink_to(tmp_path / "secret.raw")
+    with pytest.raises(DataError, match="leads outside the folder"):
+        check_input(linked, root=tmp_path / "b")
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "zero.raw").symlink_to("/dev/zero")  # a device behind a harmless name
+    with pytest.raises(DataError, match="its data file is not a regular file"):
+        read_volume(damaged.mha_header(tmp_path / "c", "zero.raw"))
+
+
+def test_itk_warnings_that_mean_damage_become_data_errors(tmp_path, caplog):
+    from core.itklog import refuse_damage
+    with pytest.raises(DataError, match="x.jpg is damaged or incomplete.*Premature end of JPEG file"):
+        refuse_damage(Path("x.jpg"), "Premature end of JPEG file\n")
+    with caplog.at_level(logging.WARNING, logger="core.itklog"):
+        refuse_damage(Path("x.nii"), "some harmless note\n")
+    assert "harmless note" in caplog.text
+
+
+def _as_dicom_missing_a_slice(root, case):
+    (root / f"{case}.nii.gz").unlink()
+    damaged.dicom_missing_slice(root / case)  # root/<case>/series/, slice 5 gone
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda root: damaged.cut(root / "R03.nii.gz"), r"R03\.nii\.gz: its compressed data is damaged or truncated"),
+    (lambda root: write_volume(np.full((6, 8, 8), np.nan, np.float32), damaged.GEOMETRY, root / "R03.nii.gz"),
+     r"R03\.nii\.gz holds 384 NaN or infinite voxels"),
+    (lambda root: _as_dicom_missing_a_slice(root, "R03"), r"R03.*a missing slice"),
+])
+def test_training_data_preparation_stops_on_damaged_input_before_caching(tmp_path, damage, message):
+    import pandas as pd
+
+    from core.config import DataConfig
+    from core.data.prepared import DataOptions
+    from core.tasks import get_task, prepare
+
+    root = tmp_path / "data"
+    root.mkdir()
+    labels = {f"R{i:02d}": "Mutant" if i < 4 else "Wildtype" for i in range(10)}
+    for case in labels:
+        write_volume(damaged.ct((6, 8, 8)), damaged.GEOMETRY, root / f"{case}.nii.gz")
+    pd.DataFrame({"Case ID": list(labels), "EGFR mutation status": list(labels.values())}).to_csv(
+        root / "clinical.csv", index=False)
+    damage(root)
+    with pytest.raises(DataError, match=message):
+        prepare(get_task("egfr"), DataConfig(shape=(4, 4, 4)), DataOptions(root=root, cache_dir=tmp_path / "cache"),
+                seed=0)
+    assert not list((tmp_path / "cache").rglob("*.npy"))  # nothing half-built was cached

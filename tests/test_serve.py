@@ -1,6 +1,7 @@
 """The HTTP API (``tuning.serve``): each input kind answers, each bad upload gets a 4xx with a message."""
 import base64
 import io
+import os
 import socket
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from tests.model_folders import (EGFR, XRAY, random_model_folder, trained_segmen
 from tuning.serve import create_app  # noqa: E402
 
 LIMIT = 1024 * 1024  # bytes
+BASE = "http://127.0.0.1"  # a Host the server accepts
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +41,7 @@ def egfr(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def egfr_client(egfr):
-    with TestClient(create_app(egfr[0], max_upload_bytes=LIMIT)) as client:
+    with TestClient(create_app(egfr[0], max_upload_bytes=LIMIT), base_url=BASE) as client:
         yield client
 
 
@@ -119,7 +121,7 @@ def zip_of(members: dict[str, bytes]) -> bytes:
 @pytest.mark.parametrize("name,content,status,words", [
     ("notes.txt", b"hello", 415, "this model takes"),
     ("scan.mhd", b"ObjectType = Image", 415, "zip of it"),
-    ("scan.nii.gz", b"\x1f\x8b garbage" * 30, 422, "Cannot read scan.nii.gz"),
+    ("scan.nii.gz", b"\x1f\x8b garbage" * 30, 422, "Refused scan.nii.gz: cannot be read as gzip"),
     ("scan.nii.gz", b"", 422, "empty"),
     ("series.zip", b"PK\x03\x04 not a zip at all", 422, "not a readable zip"),
     ("series.zip", zip_of({"readme.txt": b"no images here"}), 422, "No DICOM series"),
@@ -167,7 +169,7 @@ def test_a_zip_that_would_expand_too_far_is_refused(egfr_client, upload_dir):
 def xray_client(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("serve-xray")
     folder = random_model_folder(tmp / "xray-run" / "best", XRAY, threshold=0.5)
-    with TestClient(create_app(folder, max_upload_bytes=LIMIT)) as client:
+    with TestClient(create_app(folder, max_upload_bytes=LIMIT), base_url=BASE) as client:
         yield folder, client, write_images(tmp / "images")
 
 
@@ -187,14 +189,14 @@ def test_a_2d_model_refuses_volumes_and_corrupt_images(xray_client, upload_dir):
     _, client, paths = xray_client
     assert post(client, "scan.nii.gz", b"x" * 100).status_code == 415
     answer = post(client, "d.png", paths["corrupt"].read_bytes())
-    assert answer.status_code == 422 and "Cannot read d.png" in answer.json()["detail"]
+    assert answer.status_code == 422 and "Refused d.png: is damaged" in answer.json()["detail"]
     assert post(client, "a.png", paths["png"].read_bytes(), data={"point": "1,2,3"}).status_code == 422
 
 
 def test_segmentation_answers_with_the_mask_drawn_on_the_image(tmp_path, upload_dir):
     folder = trained_segmentation_folder(tmp_path / "seg-run" / "best")
     paths = write_images(tmp_path / "images")
-    with TestClient(create_app(folder, max_upload_bytes=LIMIT)) as client:
+    with TestClient(create_app(folder, max_upload_bytes=LIMIT), base_url=BASE) as client:
         body = post(client, "a.png", paths["png"].read_bytes()).json()
     assert body["class"] in ("background", "foreground") and 0 <= body["foreground_fraction"] <= 1
     assert base64.b64decode(body["image_png_base64"])[:4] == b"\x89PNG"
@@ -210,8 +212,10 @@ def free_port() -> int:
 def test_the_real_server_answers_over_http(egfr):
     folder, paths = egfr
     port = free_port()
+    token = "a-token-of-at-least-16-characters"
     server = subprocess.Popen([sys.executable, "-m", "tuning.serve", str(folder.parent), "--port", str(port)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              env={**os.environ, "MEDTUNE_SERVE_TOKEN": token})
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.time() + 180
@@ -223,9 +227,13 @@ def test_the_real_server_answers_over_http(egfr):
                 pass
             assert server.poll() is None and time.time() < deadline, server.stdout.read().decode()
             time.sleep(0.5)
-        with paths["nifti"].open("rb") as handle:
-            answer = httpx.post(f"{url}/predict", files={"file": ("scan.nii.gz", handle)}, timeout=60)
+        scan = paths["nifti"].read_bytes()
+        refused = httpx.post(f"{url}/predict", files={"file": ("scan.nii.gz", scan)}, timeout=60)
+        assert refused.status_code == 401
+        answer = httpx.post(f"{url}/predict", files={"file": ("scan.nii.gz", scan)}, timeout=60,
+                            headers={"Authorization": f"Bearer {token}"})
         assert answer.status_code == 200 and answer.json()["model"] == "egfr-run"
+        assert httpx.get(f"{url}/health", headers={"Host": "evil.example"}, timeout=10).status_code == 400
     finally:
         server.terminate()
         server.wait(timeout=30)

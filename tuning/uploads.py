@@ -1,4 +1,5 @@
-"""Checking and unpacking an uploaded input for the HTTP API: suffix, zip safety, size limit.
+"""Checking and unpacking an uploaded input for the HTTP API: suffix, zip safety, size limit,
+and how many requests run at once and for how long.
 
 A zip must not climb out of its folder (zip-slip): members with absolute paths or ``..`` are
 refused before anything is extracted, and so is a zip that would expand to a great deal more
@@ -6,9 +7,13 @@ than the upload limit (a zip bomb).
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
+import threading
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -151,3 +156,98 @@ class UploadLimit:
                 raise
         if over and not started:
             await self.refuse(send)
+
+
+async def send_json(send: Any, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+    """Answer an ASGI request with ``{"detail": detail}``."""
+    body = json.dumps({"detail": detail}).encode()
+    extra = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()), *extra]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class Ticket:
+    """One admitted request's slot. The slot is free again once the request has been answered
+    *and* its worker thread (which a timeout cannot stop) has finished; a worker that has not
+    started when its request times out does not start at all (``enter`` returns False)."""
+
+    def __init__(self, slots: Slots) -> None:
+        self.slots, self.holders, self.cancelled = slots, 1, False
+
+    def enter(self) -> bool:
+        with self.slots.lock:
+            if self.cancelled:
+                return False
+            self.holders += 1
+            return True
+
+    def leave(self, *, cancel: bool = False) -> None:
+        with self.slots.lock:
+            self.cancelled = self.cancelled or cancel
+            self.holders -= 1
+            if self.holders == 0:
+                self.slots.free += 1
+
+
+class Slots:
+    """At most ``size`` tickets out at once (a thread-safe counter)."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.free, self.lock = size, size, threading.Lock()
+
+    def take(self) -> Ticket | None:
+        with self.lock:
+            if self.free == 0:
+                return None
+            self.free -= 1
+        return Ticket(self)
+
+
+@contextlib.contextmanager
+def worker_slot(ticket: Ticket | None) -> Iterator[None]:
+    """Hold the request's slot while a worker thread computes; refuse to start a timed-out one."""
+    if ticket is not None and not ticket.enter():
+        raise UploadError(503, "The request was cancelled after its timeout before it started.")
+    try:
+        yield
+    finally:
+        if ticket is not None:
+            ticket.leave()
+
+
+class Admission:
+    """ASGI middleware for ``paths``: at most ``max_concurrent`` requests in progress (the next
+    gets a 503 with Retry-After) and ``timeout_s`` seconds each, upload included (then a 504)."""
+
+    def __init__(self, app: Any, *, max_concurrent: int, timeout_s: float,
+                 paths: tuple[str, ...] = ("/predict",)) -> None:
+        self.app, self.slots, self.timeout_s, self.paths = app, Slots(max_concurrent), timeout_s, paths
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            return await self.app(scope, receive, send)
+        ticket = self.slots.take()
+        if ticket is None:
+            return await send_json(send, 503, f"Busy: {self.slots.size} requests are in progress "
+                                              "(--max-concurrent); retry shortly.", {"Retry-After": "1"})
+        scope.setdefault("state", {})["ticket"] = ticket
+        state = {"started": False, "closed": False}
+
+        async def tracked(message: dict) -> None:
+            if not state["closed"]:  # after a timeout the late answer is dropped
+                state["started"] = state["started"] or message["type"] == "http.response.start"
+                await send(message)
+
+        task = asyncio.ensure_future(self.app(scope, receive, tracked))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # a late error is not lost noise
+        done, _ = await asyncio.wait({task}, timeout=self.timeout_s)
+        if done:
+            ticket.leave()
+            return task.result()
+        state["closed"] = True
+        task.cancel()  # a worker thread already running finishes on its own and then frees the slot
+        ticket.leave(cancel=True)
+        if not state["started"]:
+            await send_json(send, 504, f"The request took longer than {self.timeout_s:g} s (--timeout).")

@@ -169,6 +169,12 @@ def tune_trial_statuses(sweep: Path) -> dict[str, str]:
     return {t.trial_id: t.status for t in analysis.trials}
 
 
+def files_holding(secret: bytes, folder: Path, *, skip: Path | None = None) -> list[str]:
+    """Files under ``folder`` (links not followed) whose bytes contain ``secret``."""
+    return [str(p) for p in sorted(Path(folder).rglob("*"))
+            if p.is_file() and not p.is_symlink() and p != skip and secret in p.read_bytes()]
+
+
 def log_tail(path: Path, chars: int = 4000) -> str:
     """The end of a driver's log (for a failure message)."""
     return path.read_text(errors="replace")[-chars:] if path.exists() else f"{path}: no log"
@@ -208,6 +214,9 @@ def run_chaos(work: Path, args: argparse.Namespace) -> dict[str, Any]:
             chaos.driver_codes.append(resumed.wait())
             chaos.notes.append(f"the resumed driver ran past {args.timeout} s and was killed")
         resume_s = time.time() - t1
+        token = cluster.token_path().read_bytes()
+        leaks = files_holding(token, work, skip=cluster.token_path())
+        ray_leaks = files_holding(token, cluster.ray_root)
     rows = trial_rows(sweep)
     evidence = trial_evidence(rows, max_epochs=args.max_epochs, dead=chaos.worker_killed)
     results = work / "results" / NAME
@@ -217,7 +226,8 @@ def run_chaos(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     return {
         "chaos": chaos, "evidence": evidence, "finished_before_resume": finished_before_resume,
         "tune_statuses": tune_trial_statuses(sweep) if sweep.exists() else {},
-        "trials": trials, "summary": summary,
+        "trials": trials, "summary": summary, "token_in_files": leaks,
+        "token_in_ray_session_files": ray_leaks,
         "log_tails": [log_tail(work / f"driver-{i}.log") for i in (1, 2)],
         "figures": {
             "cluster_up_s": round(cluster_up_s, 1),
@@ -257,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     for trial, e in sorted(out["evidence"].items()):
         print(f"  trial {trial}: epochs {e['epochs']} on {e['nodes']}, {e['redone']} reported twice, "
               f"taken over by a new process at epochs {e['taken_over_at']}")
+    print(f"files holding the Ray auth token: {out['token_in_files']} (work folder), "
+          f"{out['token_in_ray_session_files']} (Ray's session folders)")
     print(json.dumps(out["figures"], indent=2))
     return 0
 

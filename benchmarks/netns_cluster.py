@@ -100,14 +100,18 @@ class NetnsCluster:
             _ip("-n", ns, "link", "set", "eth0", "up")
             _ip("-n", ns, "link", "set", "lo", "up")
 
-    def ray_env(self) -> dict[str, str]:
-        """Environment for every process of the cluster: token auth from a 0600 file."""
+    def token_path(self) -> Path:
+        """The cluster's auth token, a random secret in a 0600 file made on first use."""
         token = Path(self.workdir) / "auth_token"
         if not token.exists():
             token.touch(mode=0o600)
             token.write_text(secrets.token_hex(32))
+        return token
+
+    def ray_env(self) -> dict[str, str]:
+        """Environment for every process of the cluster: token auth, the token read from a file."""
         return {**os.environ, **self.env, "RAY_AUTH_MODE": "token",
-                "RAY_AUTH_TOKEN_PATH": str(token), "RAY_USAGE_STATS_ENABLED": "0"}
+                "RAY_AUTH_TOKEN_PATH": str(self.token_path()), "RAY_USAGE_STATS_ENABLED": "0"}
 
     def popen(self, node: Node, argv: list[str], **kwargs) -> subprocess.Popen:
         """Start ``argv`` inside ``node``'s namespace with the cluster's environment."""

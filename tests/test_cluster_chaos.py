@@ -84,3 +84,8 @@ def test_no_trial_restarted_from_zero(chaos_run):
     assert figures["trials_finished"] == NUM_SAMPLES
     assert 0 <= figures["epochs_redone"] < NUM_SAMPLES * MAX_EPOCHS
     assert not math.isnan(figures["total_wall_s"])
+
+
+def test_the_cluster_token_is_in_no_file_of_the_run(chaos_run):
+    """Results, Ray storage (checkpoints, experiment state), caches and driver logs."""
+    assert chaos_run["token_in_files"] == []

@@ -46,7 +46,7 @@ class Chaos:
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows of a Tune ``result.json`` (one JSON object a line), skipping a half-written last line."""
+    """Rows of a Tune ``result.json`` (a JSON object a line), skipping a half-written line."""
     rows = []
     for line in path.read_text().splitlines():
         try:
@@ -81,7 +81,8 @@ def moved_off(rows: dict[str, list[dict]], address: str) -> list[str]:
     return moved
 
 
-def driver_argv(args: argparse.Namespace, work: Path, cluster: NetnsCluster, *, resume: bool) -> list[str]:
+def driver_argv(args: argparse.Namespace, work: Path, cluster: NetnsCluster, *,
+                resume: bool) -> list[str]:
     """``python -m tuning.run`` for the chaos run, or its ``--resume``."""
     base = [sys.executable, "-m", "tuning.run", "--space", "egfr", "--name", NAME,
             "--results-dir", str(work / "results")]
@@ -180,67 +181,75 @@ def log_tail(path: Path, chars: int = 4000) -> str:
     return path.read_text(errors="replace")[-chars:] if path.exists() else f"{path}: no log"
 
 
-def run_chaos(work: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """The whole scenario; returns its figures and the evidence the test checks."""
-    from core.data.phantoms.egfr import egfr_phantom
+def run_drivers(cluster: NetnsCluster, work: Path, args: argparse.Namespace, chaos: Chaos) -> dict:
+    """The sweep with both faults injected, then ``--resume``; times and what existed between."""
+    sweep = work / "storage" / NAME / "sweep"
+    t0 = chaos.started_at = time.time()
+    driver = start_driver(cluster, driver_argv(args, work, cluster, resume=False),
+                          work / "driver-1.log")
+    try:
+        inject_faults(cluster, driver, sweep, max_epochs=args.max_epochs, chaos=chaos, t0=t0,
+                      timeout_s=args.timeout)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        chaos.driver_codes.append(driver.wait())
+    finished_before_resume = (work / "results" / NAME / "trials.csv").exists()
+    t1 = time.time()
+    resumed = start_driver(cluster, driver_argv(args, work, cluster, resume=True),
+                           work / "driver-2.log")
+    try:
+        chaos.driver_codes.append(resumed.wait(timeout=args.timeout))
+    except subprocess.TimeoutExpired:
+        resumed.kill()
+        chaos.driver_codes.append(resumed.wait())
+        chaos.notes.append(f"the resumed driver ran past {args.timeout} s and was killed")
+    token = cluster.token_path().read_bytes()
+    return {"finished_before_resume": finished_before_resume, "resume_s": time.time() - t1,
+            "token_in_files": files_holding(token, work, skip=cluster.token_path()),
+            "token_in_ray_session_files": files_holding(token, cluster.ray_root)}
 
-    work = Path(work)
-    data = egfr_phantom(work / "phantom", n_cases=40, seed=3)
-    (work / "data").symlink_to(data)
-    t_start = time.time()
-    chaos = Chaos()
-    cluster = NetnsCluster(workdir=work, env={"MEDTUNE_CACHE_DIR": str(work / "cache")})
-    with cluster:
-        cluster_up_s = time.time() - t_start
-        sweep = work / "storage" / NAME / "sweep"
-        t0 = chaos.started_at = time.time()
-        driver = start_driver(cluster, driver_argv(args, work, cluster, resume=False),
-                              work / "driver-1.log")
-        try:
-            inject_faults(cluster, driver, sweep, max_epochs=args.max_epochs, chaos=chaos, t0=t0,
-                          timeout_s=args.timeout)
-        finally:
-            if driver.poll() is None:
-                driver.kill()
-            chaos.driver_codes.append(driver.wait())
-        finished_before_resume = (work / "results" / NAME / "trials.csv").exists()
-        t1 = time.time()
-        resumed = start_driver(cluster, driver_argv(args, work, cluster, resume=True),
-                               work / "driver-2.log")
-        try:
-            chaos.driver_codes.append(resumed.wait(timeout=args.timeout))
-        except subprocess.TimeoutExpired:
-            resumed.kill()
-            chaos.driver_codes.append(resumed.wait())
-            chaos.notes.append(f"the resumed driver ran past {args.timeout} s and was killed")
-        resume_s = time.time() - t1
-        token = cluster.token_path().read_bytes()
-        leaks = files_holding(token, work, skip=cluster.token_path())
-        ray_leaks = files_holding(token, cluster.ray_root)
+
+def outcome(work: Path, args: argparse.Namespace, chaos: Chaos) -> dict[str, Any]:
+    """What the run left: trials.csv, summary.json, Tune's trial statuses, per-trial evidence."""
+    sweep, results = work / "storage" / NAME / "sweep", work / "results" / NAME
     rows = trial_rows(sweep)
     evidence = trial_evidence(rows, max_epochs=args.max_epochs, dead=chaos.worker_killed)
-    results = work / "results" / NAME
-    trials = pd.read_csv(results / "trials.csv") if (results / "trials.csv").exists() else None
-    summary = (json.loads((results / "summary.json").read_text())
-               if (results / "summary.json").exists() else None)
     return {
-        "chaos": chaos, "evidence": evidence, "finished_before_resume": finished_before_resume,
+        "evidence": evidence,
         "tune_statuses": tune_trial_statuses(sweep) if sweep.exists() else {},
-        "trials": trials, "summary": summary, "token_in_files": leaks,
-        "token_in_ray_session_files": ray_leaks,
+        "trials": (pd.read_csv(results / "trials.csv")
+                   if (results / "trials.csv").exists() else None),
+        "summary": (json.loads((results / "summary.json").read_text())
+                    if (results / "summary.json").exists() else None),
         "log_tails": [log_tail(work / f"driver-{i}.log") for i in (1, 2)],
         "figures": {
-            "cluster_up_s": round(cluster_up_s, 1),
             "until_driver_killed_s": round(chaos.events.get("driver_killed", float("nan")), 1),
-            "resume_to_summary_s": round(resume_s, 1),
-            "total_wall_s": round(time.time() - t_start, 1),
             "trials_finished": sum(e["complete"] for e in evidence.values()),
             "trials": len(evidence),
             "epochs_redone": sum(e["redone"] for e in evidence.values()),
             "trials_moved_off_dead_node": len(moved_off(rows, chaos.worker_killed)),
-            "last_report_from_dead_node_s": last_report_from(rows, chaos.worker_killed) - t0,
+            "last_report_from_dead_node_s":
+                last_report_from(rows, chaos.worker_killed) - chaos.started_at,
         },
     }
+
+
+def run_chaos(work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The whole scenario in ``work``; returns its figures and the evidence the test checks."""
+    from core.data.phantoms.egfr import egfr_phantom
+
+    work = Path(work)
+    (work / "data").symlink_to(egfr_phantom(work / "phantom", n_cases=40, seed=3))
+    t_start, chaos = time.time(), Chaos()
+    with NetnsCluster(workdir=work, env={"MEDTUNE_CACHE_DIR": str(work / "cache")}) as cluster:
+        cluster_up_s = time.time() - t_start
+        drivers = run_drivers(cluster, work, args, chaos)
+    out = {"chaos": chaos, **drivers, **outcome(work, args, chaos)}
+    out["figures"] = {"cluster_up_s": round(cluster_up_s, 1), **out["figures"],
+                      "resume_to_summary_s": round(drivers["resume_s"], 1),
+                      "total_wall_s": round(time.time() - t_start, 1)}
+    return out
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -248,7 +257,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--num-samples", type=int, default=4, help="sweep trials")
     p.add_argument("--max-epochs", type=int, default=5, help="epochs every trial must finish")
     p.add_argument("--timeout", type=float, default=600, help="seconds each driver may run")
-    p.add_argument("--keep", type=Path, help="work folder to keep (default: a temp folder, removed)")
+    p.add_argument("--keep", type=Path,
+                   help="work folder to keep (default: a temp folder, removed)")
     return p.parse_args(argv)
 
 
@@ -265,12 +275,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"- {note}")
     print(f"driver exit codes: {out['chaos'].driver_codes}; events (s): {out['chaos'].events}")
     for trial, e in sorted(out["evidence"].items()):
-        print(f"  trial {trial}: epochs {e['epochs']} on {e['nodes']}, {e['redone']} reported twice, "
+        print(f"  trial {trial}: epochs {e['epochs']} on {e['nodes']}, "
+              f"{e['redone']} reported twice, "
               f"taken over by a new process at epochs {e['taken_over_at']}")
     print(f"files holding the Ray auth token: {out['token_in_files']} (work folder), "
           f"{out['token_in_ray_session_files']} (Ray's session folders)")
     print(json.dumps(out["figures"], indent=2))
-    return 0
+    kept = (out["chaos"].driver_codes == [-signal.SIGKILL, 0]
+            and out["figures"]["trials_finished"] == args.num_samples and out["summary"])
+    print("every trial finished and the resumed run wrote summary.json" if kept
+          else "FAILED: see the notes and driver exit codes above")
+    return 0 if kept else 1
 
 
 if __name__ == "__main__":

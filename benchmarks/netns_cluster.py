@@ -43,6 +43,14 @@ def _ip(*args: str) -> None:
                              f"{done.stderr.strip()}; network namespaces need root (CAP_SYS_ADMIN)")
 
 
+def _ip_quiet(*args: str) -> str:
+    """``ip ARGS``'s output, or "" when it fails or ``ip`` is missing (for teardown)."""
+    try:
+        return subprocess.run(["ip", *args], capture_output=True, text=True).stdout
+    except OSError:
+        return ""
+
+
 @dataclass
 class Node:
     """One host: its namespace, address and Ray temp folder."""
@@ -126,7 +134,8 @@ class NetnsCluster:
         done = self.popen(node, argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         out, _ = done.communicate(timeout=180)
         if done.returncode != 0:
-            raise RuntimeError(f"ray start on {node.name} failed ({done.returncode}):\n{out[-3000:]}")
+            raise RuntimeError(f"ray start on {node.name} failed ({done.returncode}):\n"
+                               f"{out[-3000:]}")
 
     def start_ray(self) -> None:
         """Head with 0 CPUs (only the driver runs there, as in cluster.yaml), then the workers."""
@@ -150,8 +159,7 @@ class NetnsCluster:
 
     def pids(self, node: Node) -> list[int]:
         """Processes living in ``node``'s network namespace."""
-        done = subprocess.run(["ip", "netns", "pids", node.netns], capture_output=True, text=True)
-        return [int(p) for p in done.stdout.split()]
+        return [int(p) for p in _ip_quiet("netns", "pids", node.netns).split()]
 
     def raylet_pid(self, node: Node) -> int:
         """The pid of ``node``'s raylet (the process whose program is ``.../raylet``)."""
@@ -185,7 +193,7 @@ class NetnsCluster:
                         pass
                 time.sleep(0.5)
         for ns in [node.netns for node in self.nodes] + [self.switch]:
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+            _ip_quiet("netns", "del", ns)
         self.nodes.clear()
         if self.ray_root is not None:
             shutil.rmtree(self.ray_root, ignore_errors=True)

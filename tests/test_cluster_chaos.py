@@ -48,14 +48,15 @@ def test_resume_finishes_the_run(chaos_run):
     assert chaos_run["chaos"].driver_codes[1] == 0, logs(chaos_run)
     summary = chaos_run["summary"]
     assert summary is not None, logs(chaos_run)
-    assert summary["trials"]["total"] == NUM_SAMPLES and summary["trials"]["completed"] == NUM_SAMPLES
+    assert summary["trials"]["total"] == summary["trials"]["completed"] == NUM_SAMPLES, summary
 
 
 def test_every_trial_once_with_all_its_epochs(chaos_run):
     trials = chaos_run["trials"]
     assert trials is not None, logs(chaos_run)
     assert len(trials) == NUM_SAMPLES and trials["trial_id"].is_unique, trials
-    assert (trials["status"] == "completed").all() and (trials["epochs"] == MAX_EPOCHS).all(), trials
+    assert (trials["status"] == "completed").all(), trials
+    assert (trials["epochs"] == MAX_EPOCHS).all(), trials
     statuses = chaos_run["tune_statuses"]
     assert set(statuses) == set(trials["trial_id"].astype(str)), statuses
     assert set(statuses.values()) == {"TERMINATED"}, statuses

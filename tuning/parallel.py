@@ -20,12 +20,17 @@ def _apply(fn: Callable[[Any], Any], item: Any) -> Any:
 
 
 def local_cpus() -> int:
-    """CPUs Ray gives the driver's node."""
+    """CPUs Ray gives the driver's node (0 on a head that keeps its CPUs from tasks)."""
     node = ray.get_runtime_context().get_node_id()
     for entry in ray.nodes():
         if entry["NodeID"] == node:
-            return max(1, int(entry["Resources"].get("CPU", 1)))
-    return 1
+            return int(entry["Resources"].get("CPU", 0))
+    return 0
+
+
+def local_map() -> Callable[..., Iterable[Any]]:
+    """``ray_map`` when the driver's node has CPUs for tasks, else the plain serial ``map``."""
+    return ray_map if local_cpus() > 0 else map
 
 
 def ray_map(fn: Callable[[Any], Any], items: Iterable[Any], *, in_flight: int | None = None) -> Iterator[Any]:
@@ -33,7 +38,7 @@ def ray_map(fn: Callable[[Any], Any], items: Iterable[Any], *, in_flight: int | 
     strategy = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
     task = _apply.options(num_cpus=1, scheduling_strategy=strategy)
     fn_ref = ray.put(fn)
-    limit = in_flight or 2 * local_cpus()
+    limit = in_flight or 2 * max(1, local_cpus())
     pending: deque = deque()
     for item in items:
         pending.append(task.remote(fn_ref, item))

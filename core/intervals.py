@@ -1,0 +1,262 @@
+"""95 % intervals for test metrics that resample the unit of evidence (patient, series).
+
+Rows that share a ``group`` (a patient's films, a series' candidates) are not independent, so
+an interval must resample groups, not rows. Every bootstrap here draws groups with replacement
+within class strata (a group is positive when it holds a positive row), so every draw keeps both
+classes. When each group is one row, analytic intervals are used instead: DeLong on the logit
+scale for AUROC, Wilson for proportions. Neither collapses to a point at 0 or 1; coverage is
+measured by ``benchmarks/interval_coverage.py``.
+
+Every interval is a dict: ``{"value", "ci_low", "ci_high", "method", "unit", "n_groups":
+{"0": groups without a positive, "1": groups with one}, "n_boot", "few_positives"}``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import numpy as np
+from scipy.special import expit, logit
+from scipy.stats import norm, rankdata
+from scipy.stats import t as student_t
+
+Z95 = float(norm.ppf(0.975))
+N_BOOT = 2000
+FEW_POSITIVES = 10  # fewer positive groups than this: the interval is flagged as fragile
+
+
+def group_codes(groups: np.ndarray | None, n: int) -> tuple[np.ndarray, int]:
+    """``(codes (n,) int, n_groups)``: each row's group as 0..G-1; no groups: one group per row."""
+    if groups is None:
+        return np.arange(n), n
+    groups = np.asarray(groups)
+    if len(groups) != n:
+        raise ValueError(f"groups has {len(groups)} entries but there are {n} test rows; "
+                         "pass one group id per row, in row order")
+    _, codes = np.unique(groups.astype(str), return_inverse=True)
+    return codes.astype(np.int64), int(codes.max()) + 1 if n else 0
+
+
+def group_strata(y: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
+    """(G,) 0/1: 1 for a group holding at least one positive row."""
+    strata = np.zeros(n_groups, dtype=np.int64)
+    np.maximum.at(strata, codes, np.asarray(y, dtype=np.int64))
+    return strata
+
+
+def resample_counts(rng: np.random.Generator, size: int, n_boot: int) -> np.ndarray:
+    """(n_boot, size) times each of ``size`` groups is drawn, with replacement, ``size`` draws."""
+    picks = rng.integers(0, size, (n_boot, size)) + size * np.arange(n_boot)[:, None]
+    return np.bincount(picks.ravel(), minlength=n_boot * size).reshape(n_boot, size).astype(float)
+
+
+def variance_parts(statistic: Callable[[np.ndarray], np.ndarray], strata: np.ndarray, *,
+                   n_boot: int, seed: int) -> list[tuple[float, int]]:
+    """Per class stratum: ``(variance, G)`` of ``statistic(counts (B, G_all))`` over ``n_boot``
+    draws that resample that stratum's G groups with replacement and hold the others fixed.
+
+    Resampling one stratum at a time keeps both classes in every draw and lets each stratum's
+    variance get its own small-sample correction (``combine``).
+    """
+    rng = np.random.default_rng(seed)
+    parts = []
+    for stratum in np.unique(strata):
+        members = np.flatnonzero(strata == stratum)
+        counts = np.ones((n_boot, len(strata)))
+        counts[:, members] = resample_counts(rng, len(members), n_boot)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            draws = statistic(counts)
+        parts.append((float(np.nanvar(draws, ddof=1)), len(members)))
+    return parts
+
+
+def combine(parts: list[tuple[float, int]]) -> tuple[float, float]:
+    """``(variance, df)``: the strata's bootstrap variances times G / (G - 1) (the bootstrap's
+    shrinkage with G groups), summed; Welch-Satterthwaite degrees of freedom for a t quantile."""
+    terms = [(var * size / (size - 1), size) for var, size in parts if size > 1 and var > 0]
+    total = sum(term for term, _ in terms)
+    spread = sum(term ** 2 / (size - 1) for term, size in terms)
+    return total, (total ** 2 / spread if spread > 0 else math.inf)
+
+
+def quantile(df: float) -> float:
+    """The two-sided 95 % quantile of Student's t with ``df`` degrees of freedom (z when infinite)."""
+    return Z95 if not math.isfinite(df) else float(student_t.ppf(0.975, max(df, 1.0)))
+
+
+def weighted_auroc(y: np.ndarray, p: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """AUROC of each row of ``weights`` (B, N) as row multiplicities; ties count half.
+
+    Rank-based and vectorised: one sort of the scores, then cumulative sums per draw.
+    """
+    order = np.argsort(p, kind="mergesort")
+    sorted_p, sorted_y = p[order], y[order].astype(bool)
+    starts = np.flatnonzero(np.r_[True, sorted_p[1:] != sorted_p[:-1]])
+    w = weights[:, order]
+    pos = np.add.reduceat(np.where(sorted_y, w, 0.0), starts, axis=1)
+    neg = np.add.reduceat(np.where(sorted_y, 0.0, w), starts, axis=1)
+    below = np.cumsum(neg, axis=1) - neg
+    pairs = pos.sum(1) * neg.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (pos * (below + 0.5 * neg)).sum(1) / pairs
+
+
+def delong(y: np.ndarray, p: np.ndarray) -> tuple[float, float, float]:
+    """``(AUROC, DeLong variance, Welch-Satterthwaite df)`` from placement values (midranks
+    handle ties); the variance's two terms come from the positives and the negatives."""
+    pos, neg = p[y == 1], p[y == 0]
+    m, n = len(pos), len(neg)
+    ranks_all = rankdata(np.r_[pos, neg])
+    v10 = (ranks_all[:m] - rankdata(pos)) / n          # share of negatives below each positive
+    v01 = 1.0 - (ranks_all[m:] - rankdata(neg)) / m     # share of positives above each negative
+    var, df = combine([(v10.var(ddof=0) / m, m), (v01.var(ddof=0) / n, n)])
+    return float(v10.mean()), var, df
+
+
+def hanley_mcneil(auc: float, n_pos: float, n_neg: float) -> float:
+    """Hanley & McNeil's (1982) variance of an AUROC from its value and the class sizes."""
+    q1, q2 = auc / (2 - auc), 2 * auc ** 2 / (1 + auc)
+    return (auc * (1 - auc) + (n_pos - 1) * (q1 - auc ** 2)
+            + (n_neg - 1) * (q2 - auc ** 2)) / (n_pos * n_neg)
+
+
+def logit_interval(auc: float, var: float, n_pos: float, n_neg: float, *,
+                   q: float = Z95) -> tuple[float, float, bool]:
+    """``(low, high, boundary)``: ``auc`` ± q SE on the logit scale, mapped back into (0, 1).
+
+    At 0 or 1, or with zero variance (perfect separation), the logit is infinite: then a Wilson
+    score interval with the effective sample size c(1-c) / Hanley-McNeil variance at c, the
+    AUROC moved half a pair inwards (after Newcombe 2006; the larger of the variances at c and
+    1 - c, as Hanley-McNeil's is not symmetric), keeps a width.
+    """
+    if 0.0 < auc < 1.0 and var > 0:
+        se = math.sqrt(var) / (auc * (1 - auc))
+        mid = float(logit(auc))
+        return float(expit(mid - q * se)), float(expit(mid + q * se)), False
+    pairs = n_pos * n_neg
+    centre = (auc * pairs + 0.5) / (pairs + 1)
+    n_eff = centre * (1 - centre) / max(hanley_mcneil(centre, n_pos, n_neg),
+                                        hanley_mcneil(1 - centre, n_pos, n_neg))
+    low, high = wilson(auc * n_eff, n_eff)
+    return min(low, auc), max(high, auc), True
+
+
+def wilson(k: float, n: float, *, q: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for k successes in n trials (n may be an effective, non-integer n)."""
+    if n <= 0:
+        return math.nan, math.nan
+    phat, z2 = k / n, q ** 2
+    centre = (phat + z2 / (2 * n)) / (1 + z2 / n)
+    half = q * math.sqrt(phat * (1 - phat) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def describe(value: float, low: float, high: float, *, method: str, unit: str,
+             strata: np.ndarray, n_boot: int) -> dict[str, Any]:
+    """The interval dict every metric shares."""
+    n_pos = int(strata.sum())
+    return {"value": float(value), "ci_low": float(low), "ci_high": float(high),
+            "method": method, "unit": unit,
+            "n_groups": {"0": int(len(strata) - n_pos), "1": n_pos},
+            "n_boot": int(n_boot), "few_positives": n_pos < FEW_POSITIVES}
+
+
+def auroc_interval(y: np.ndarray, p: np.ndarray, *, groups: np.ndarray | None = None,
+                   unit: str = "case", n_boot: int = N_BOOT, seed: int = 0) -> dict[str, Any]:
+    """AUROC of (N,) labels and scores with a 95 % interval over groups.
+
+    One row per group: DeLong's variance; otherwise the variance of a class-stratified cluster
+    bootstrap (``variance_parts``). Either way a t interval on the logit scale (Welch-Satterthwaite
+    df), Wilson with a Hanley-McNeil n at 0 or 1. Undefined (NaN bounds) with < 2 groups in a class.
+    """
+    y, p = np.asarray(y).astype(np.int64), np.asarray(p, dtype=np.float64)
+    codes, n_groups = group_codes(groups, len(y))
+    strata = group_strata(y, codes, n_groups)
+    n_pos, n_neg = int(strata.sum()), int(n_groups - strata.sum())
+    if y.min(initial=1) == 1 or y.max(initial=0) == 0:
+        return describe(math.nan, math.nan, math.nan, method="undefined: one class only",
+                        unit=unit, strata=strata, n_boot=0)
+    auc, var, df = delong(y, p)
+    if n_pos < 2 or n_neg < 2:
+        return describe(auc, math.nan, math.nan, unit=unit, strata=strata, n_boot=0,
+                        method=f"undefined: fewer than 2 {unit}s in a class")
+    method, boots = "DeLong, t on the logit scale", 0
+    if n_groups < len(y):
+        var, df = combine(variance_parts(lambda c: weighted_auroc(y, p, c[:, codes]), strata,
+                                         n_boot=n_boot, seed=seed))
+        method, boots = "cluster bootstrap, stratified, t on the logit scale", n_boot
+    low, high, edge = logit_interval(auc, var, n_pos, n_neg, q=quantile(df))
+    if edge:
+        method += f"; at {auc:g}: Wilson with Hanley-McNeil n of {unit}s"
+    return describe(auc, low, high, method=method, unit=unit, strata=strata, n_boot=boots)
+
+
+def ratio_interval(num: np.ndarray, den: np.ndarray, *, y: np.ndarray,
+                   groups: np.ndarray | None = None, unit: str = "case", binomial: bool = True,
+                   n_boot: int = N_BOOT, seed: int = 0) -> dict[str, Any]:
+    """A proportion sum(num) / sum(den) over rows (e.g. tp / (tp + fn)) with a 95 % interval.
+
+    One row per group and 0/1 counts (``binomial``): Wilson. Otherwise Wilson with the effective
+    sample size p(1-p) / variance of a class-stratified cluster bootstrap and a t quantile, that
+    n kept between the groups in the denominator and its rows (at 0 or 1: the groups).
+    """
+    num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
+    codes, n_groups = group_codes(groups, len(num))
+    strata = group_strata(y, codes, n_groups)
+    total = den.sum()
+    if total <= 0:
+        return describe(math.nan, math.nan, math.nan, method="undefined: empty denominator",
+                        unit=unit, strata=strata, n_boot=0)
+    value = float(num.sum() / total)
+    if n_groups == len(num) and binomial:
+        low, high = wilson(num.sum(), total)
+        return describe(value, low, high, method="Wilson", unit=unit, strata=strata, n_boot=0)
+    num_g, den_g = np.bincount(codes, num, n_groups), np.bincount(codes, den, n_groups)
+    var, df = combine(variance_parts(lambda c: (c @ num_g) / (c @ den_g), strata,
+                                     n_boot=n_boot, seed=seed))
+    used = float((den_g > 0).sum())
+    inside = var > 0 and 0.0 < value < 1.0
+    n_eff = min(max(value * (1 - value) / var if inside else used, used), total)
+    low, high = wilson(value * n_eff, n_eff, q=quantile(df) if inside else Z95)
+    return describe(value, low, high, unit=unit, strata=strata, n_boot=n_boot,
+                    method="Wilson, effective n from a cluster bootstrap, stratified")
+
+
+def mean_interval(values: np.ndarray, *, groups: np.ndarray | None = None, unit: str = "case",
+                  n_boot: int = N_BOOT, seed: int = 0) -> dict[str, Any]:
+    """Mean of (N,) per-row scores (e.g. per-image Dice) with a 95 % interval over groups:
+    cluster-bootstrap variance times G / (G - 1), a t quantile with G - 1 df, clipped to the
+    range of the scores."""
+    values = np.asarray(values, dtype=np.float64)
+    codes, n_groups = group_codes(groups, len(values))
+    strata = np.zeros(n_groups, dtype=np.int64)
+    value = float(values.mean()) if len(values) else math.nan
+    if n_groups < 2:
+        out = describe(value, math.nan, math.nan, method=f"undefined: fewer than 2 {unit}s",
+                       unit=unit, strata=strata, n_boot=0)
+    else:
+        sums, sizes = np.bincount(codes, values, n_groups), np.bincount(codes, None, n_groups)
+        var, df = combine(variance_parts(lambda c: (c @ sums) / (c @ sizes), strata,
+                                         n_boot=n_boot, seed=seed))
+        half = quantile(df) * math.sqrt(var)
+        out = describe(value, max(value - half, values.min()), min(value + half, values.max()),
+                       method="cluster bootstrap, t", unit=unit, strata=strata, n_boot=n_boot)
+    out["n_groups"], out["few_positives"] = {"all": int(n_groups)}, False
+    return out
+
+
+def binary_intervals(y: np.ndarray, p: np.ndarray, threshold: float, *,
+                     groups: np.ndarray | None = None, unit: str = "case",
+                     n_boot: int = N_BOOT, seed: int = 0) -> dict[str, dict[str, Any]]:
+    """AUROC and the thresholded metrics of (N,) labels and probabilities, each with its interval."""
+    y = np.asarray(y).astype(np.int64)
+    pred = (np.asarray(p) >= threshold).astype(np.int64)
+    tp, fp = pred * y, pred * (1 - y)
+    tn, fn = (1 - pred) * (1 - y), (1 - pred) * y
+    kw = {"y": y, "groups": groups, "unit": unit, "n_boot": n_boot, "seed": seed}
+    return {"auroc": auroc_interval(y, p, groups=groups, unit=unit, n_boot=n_boot, seed=seed),
+            "accuracy": ratio_interval(tp + tn, np.ones_like(y), **kw),
+            "f1": ratio_interval(tp, tp + 0.5 * (fp + fn), binomial=False, **kw),
+            "sensitivity": ratio_interval(tp, tp + fn, **kw),
+            "specificity": ratio_interval(tn, tn + fp, **kw),
+            "precision": ratio_interval(tp, tp + fp, **kw)}

@@ -49,9 +49,11 @@ def run_cell(*, cases: int, share: float, clustered: bool, auroc: float, sims: i
     hits = {k: [] for k in truth}
     widths = {k: [] for k in truth}
     undefined = {k: 0 for k in truth}
+    boundary = 0
     for i in range(sims):
         y, p, groups = simulate(rng, cases=cases, positive_share=share, clustered=clustered, d=d)
         stats = binary_intervals(y, p, d / 2, groups=groups, unit="patient", seed=seed + i)
+        boundary += "Hanley-McNeil" in stats["auroc"]["method"]
         for name in truth:
             low, high = stats[name]["ci_low"], stats[name]["ci_high"]
             if not (math.isfinite(low) and math.isfinite(high)):
@@ -64,20 +66,23 @@ def run_cell(*, cases: int, share: float, clustered: bool, auroc: float, sims: i
         out[f"{name}_coverage"] = float(np.mean(hits[name])) if hits[name] else math.nan
         out[f"{name}_width"] = float(np.mean(widths[name])) if widths[name] else math.nan
         out[f"{name}_undefined"] = undefined[name] / sims
+    out["auroc_boundary"] = boundary / sims
+    out["positive_groups"] = int(stats["auroc"]["n_groups"]["1"])
     out["method"] = stats["auroc"]["method"].split(";")[0]
     return out
 
 
 def table(rows: list[dict]) -> str:
     """The cells as a markdown table."""
-    head = ("| groups | cases | positives | AUROC cover | width | undef | sens cover | width | "
-            "AUROC method |")
-    lines = [head, "|" + "---|" * 9]
+    head = ("| groups | cases | positive groups | AUROC cover | width | undefined | at 0/1 | "
+            "sens cover | width | AUROC method |")
+    lines = [head, "|" + "---|" * 10]
     for r in rows:
         lines.append(
             f"| {'clustered x4' if r['clustered'] else 'one case'} | {r['cases']} | "
-            f"{r['share']:.0%} | {fmt(r['auroc_coverage'])} | {fmt(r['auroc_width'])} | "
-            f"{r['auroc_undefined']:.0%} | {fmt(r['sensitivity_coverage'])} | "
+            f"{r['share']:.0%} ({r['positive_groups']}) | {fmt(r['auroc_coverage'])} | {fmt(r['auroc_width'])} | "
+            f"{r['auroc_undefined']:.0%} | {r['auroc_boundary']:.0%} | "
+            f"{fmt(r['sensitivity_coverage'])} | "
             f"{fmt(r['sensitivity_width'])} | {r['method']} |")
     return "\n".join(lines)
 

@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from benchmarks.interval_coverage import run_cell
-from core.intervals import (auroc_interval, binary_intervals, delong, mean_interval,
+from core.intervals import (auroc_interval, binary_intervals, clopper_pearson, mean_interval,
                             ratio_interval, variance_parts, weighted_auroc, wilson)
 
 
@@ -26,19 +26,11 @@ def test_weighted_auroc_matches_sklearn_with_ties_and_repeats():
         roc_auc_score(y[repeated], p[repeated]))
 
 
-def test_delong_variance_matches_the_pairwise_definition():
-    y, p = scores(40)
-    pos, neg = p[y == 1], p[y == 0]
-    psi = (pos[:, None] > neg[None]) + 0.5 * (pos[:, None] == neg[None])
-    v10, v01 = psi.mean(1), psi.mean(0)
-    auc, var, _ = delong(y, p)
-    assert auc == pytest.approx(psi.mean())
-    assert var == pytest.approx(v10.var(ddof=1) / len(pos) + v01.var(ddof=1) / len(neg))
-
-
-def test_wilson_known_values():
+def test_wilson_and_clopper_pearson_known_values():
     assert wilson(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
     assert wilson(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    assert clopper_pearson(0, 10) == pytest.approx((0.0, 0.3085), abs=1e-4)
+    assert clopper_pearson(1, 1) == pytest.approx((0.025, 1.0), abs=1e-4)
 
 
 def test_perfect_separation_with_six_positives_is_not_a_point():
@@ -49,7 +41,8 @@ def test_perfect_separation_with_six_positives_is_not_a_point():
         assert out[name]["value"] == 1.0 and out[name]["ci_high"] == 1.0
         assert out[name]["ci_low"] < 0.95, (name, out[name])
     assert out["auroc"]["few_positives"] and out["auroc"]["n_groups"] == {"0": 40, "1": 6}
-    assert out["sensitivity"]["method"] == "Wilson"
+    assert out["sensitivity"]["method"] == "Clopper-Pearson"  # 6 positives
+    assert out["specificity"]["method"] == "Wilson"
 
 
 def test_perfect_separation_by_groups_is_not_a_point():
@@ -109,7 +102,7 @@ def test_mean_interval_resamples_groups():
 def test_ratio_interval_counts_groups_in_the_denominator():
     y = np.array([1, 1, 1, 1, 0, 0])
     out = ratio_interval(np.array([1, 1, 1, 1, 0, 0]), y, y=y, groups=np.array([0, 0, 1, 1, 2, 3]))
-    assert out["value"] == 1.0 and out["ci_low"] == pytest.approx(wilson(2, 2)[0])
+    assert out["value"] == 1.0 and out["ci_low"] == pytest.approx(clopper_pearson(2, 2)[0])
 
 
 def test_two_thousand_grouped_draws_over_three_thousand_rows_are_fast():

@@ -51,7 +51,10 @@ def test_summary_holds_test_metrics_with_intervals(finished_run):
     saved = json.loads((folder / "summary.json").read_text())
     assert saved["space"] == "egfr" and saved["selection_metric"] == "val/auroc"
     auroc = saved["test"]["auroc"]
-    assert auroc["ci_low"] <= auroc["value"] <= auroc["ci_high"]
+    if auroc["ci_low"] is None:  # the phantom's small test split: honest, not faked
+        assert auroc["method"].startswith("undefined") and min(auroc["n_groups"].values()) < 2
+    else:
+        assert auroc["ci_low"] <= auroc["value"] <= auroc["ci_high"]
     # the test rows' groups reached the evaluation; the config's spread over seeds sits beside
     splits = pd.read_csv(folder / "splits.csv")
     test = splits[splits["split"] == "test"]

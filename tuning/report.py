@@ -101,13 +101,13 @@ def meaning_lines(summary: dict[str, Any]) -> list[str]:
     stats = [s for s in summary["test"].values() if isinstance(s, dict)]
     units = sorted({str(s.get("unit")) for s in stats if s.get("unit")}) or ["case"]
     groups = next((s.get("n_groups") for s in stats if s.get("n_groups")), {}) or {}
-    count = ", ".join(f"{v} {'with' if k == '1' else 'without' if k == '0' else 'in all'}"
-                      f"{' a positive' if k in ('0', '1') else ''}" for k, v in groups.items())
+    count = ", ".join(f"{v} {'with a positive' if k == '1' else 'without' if k == '0' else 'in all'}"
+                      for k, v in groups.items())
     few = any(s.get("few_positives") for s in stats)
     return ["### What these numbers mean", "",
             f"Each interval is a 95 % confidence interval for the final model's performance on "
-            f"new {' / '.join(units)}s like the test ones, from the test split alone ({count} "
-            f"test {' / '.join(units)}s). The resampling unit is the {' / '.join(units)}, not the "
+            f"new {' / '.join(units)}s like the test ones, from the test split alone (test "
+            f"{' / '.join(units)}s: {count}). The resampling unit is the {' / '.join(units)}, not the "
             "row: rows of one patient or series move together, and each class keeps its count of "
             "groups. AUROC: a t interval on the logit scale from a stratified bootstrap's "
             "variance (Wilson with a Hanley-McNeil n at 0 or 1); proportions: Wilson or "

@@ -8,7 +8,8 @@ get Wilson intervals (with an effective n when groups hold several rows). None c
 point at 0 or 1; coverage is measured by ``benchmarks/interval_coverage.py``.
 
 Every interval is a dict: ``{"value", "ci_low", "ci_high", "method", "unit", "n_groups":
-{"0": groups without a positive, "1": groups with one}, "n_boot", "few_positives"}``.
+{"0": groups holding a negative row, "1": groups holding a positive row}, "n_boot",
+"few_positives"}``.
 """
 from __future__ import annotations
 
@@ -194,14 +195,19 @@ def proportion_bounds(k: float, n: float, *, q: float = Z95) -> tuple[tuple[floa
     return wilson(k, n, q=q), "Wilson"
 
 
+def class_groups(y: np.ndarray, codes: np.ndarray, n_groups: int) -> dict[str, int]:
+    """``{"0": groups holding a negative row, "1": groups holding a positive row}`` (a series
+    with nodules and other candidates counts in both)."""
+    y = np.asarray(y, dtype=np.int64)
+    return {"0": int(np.unique(codes[y == 0]).size), "1": int(np.unique(codes[y == 1]).size)}
+
+
 def describe(value: float, low: float, high: float, *, method: str, unit: str,
-             strata: np.ndarray, n_boot: int) -> dict[str, Any]:
-    """The interval dict every metric shares."""
-    n_pos = int(strata.sum())
+             n_groups: dict[str, int], n_boot: int) -> dict[str, Any]:
+    """The interval dict every metric shares; ``few_positives`` below FEW_POSITIVES positive groups."""
     return {"value": float(value), "ci_low": float(low), "ci_high": float(high),
-            "method": method, "unit": unit,
-            "n_groups": {"0": int(len(strata) - n_pos), "1": n_pos},
-            "n_boot": int(n_boot), "few_positives": n_pos < FEW_POSITIVES}
+            "method": method, "unit": unit, "n_groups": dict(n_groups), "n_boot": int(n_boot),
+            "few_positives": n_groups.get("1", FEW_POSITIVES) < FEW_POSITIVES}
 
 
 def auroc_interval(y: np.ndarray, p: np.ndarray, *, groups: np.ndarray | None = None,
@@ -216,14 +222,14 @@ def auroc_interval(y: np.ndarray, p: np.ndarray, *, groups: np.ndarray | None = 
     """
     y, p = np.asarray(y).astype(np.int64), np.asarray(p, dtype=np.float64)
     codes, n_groups = group_codes(groups, len(y))
-    strata = group_strata(y, codes, n_groups)
-    n_pos, n_neg = int(strata.sum()), int(n_groups - strata.sum())
+    strata, classes = group_strata(y, codes, n_groups), class_groups(y, codes, n_groups)
+    n_pos, n_neg = classes["1"], classes["0"]
     if y.min(initial=1) == 1 or y.max(initial=0) == 0:
         return describe(math.nan, math.nan, math.nan, method="undefined: one class only",
-                        unit=unit, strata=strata, n_boot=0)
+                        unit=unit, n_groups=classes, n_boot=0)
     auc = float(weighted_auroc(y, p, np.ones((1, len(y))))[0])
     if n_pos < 2 or n_neg < 2:
-        return describe(auc, math.nan, math.nan, unit=unit, strata=strata, n_boot=0,
+        return describe(auc, math.nan, math.nan, unit=unit, n_groups=classes, n_boot=0,
                         method=f"undefined: fewer than 2 {unit}s in a class")
     pairs, draw_auroc = float(y.sum() * (len(y) - y.sum())), GroupAUROC(y, p, codes, n_groups)
     var, df = combine(variance_parts(
@@ -234,7 +240,7 @@ def auroc_interval(y: np.ndarray, p: np.ndarray, *, groups: np.ndarray | None = 
     method += ", t on the logit scale"
     if edge:
         method += f"; at {auc:g}: Wilson with Hanley-McNeil n of {unit}s"
-    return describe(auc, low, high, method=method, unit=unit, strata=strata, n_boot=n_boot)
+    return describe(auc, low, high, method=method, unit=unit, n_groups=classes, n_boot=n_boot)
 
 
 def ratio_interval(num: np.ndarray, den: np.ndarray, *, y: np.ndarray,
@@ -249,15 +255,15 @@ def ratio_interval(num: np.ndarray, den: np.ndarray, *, y: np.ndarray,
     """
     num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
     codes, n_groups = group_codes(groups, len(num))
-    strata = group_strata(y, codes, n_groups)
+    strata, classes = group_strata(y, codes, n_groups), class_groups(y, codes, n_groups)
     total = den.sum()
     if total <= 0:
         return describe(math.nan, math.nan, math.nan, method="undefined: empty denominator",
-                        unit=unit, strata=strata, n_boot=0)
+                        unit=unit, n_groups=classes, n_boot=0)
     value = float(num.sum() / total)
     if n_groups == len(num) and binomial:
         (low, high), method = proportion_bounds(num.sum(), total)
-        return describe(value, low, high, method=method, unit=unit, strata=strata, n_boot=0)
+        return describe(value, low, high, method=method, unit=unit, n_groups=classes, n_boot=0)
     num_g, den_g = np.bincount(codes, num, n_groups), np.bincount(codes, den, n_groups)
     var, df = combine(variance_parts(lambda c: (c @ num_g) / (c @ den_g), strata,
                                      n_boot=n_boot, seed=seed))
@@ -265,7 +271,7 @@ def ratio_interval(num: np.ndarray, den: np.ndarray, *, y: np.ndarray,
     inside = var > 0 and 0.0 < value < 1.0
     n_eff = min(max(value * (1 - value) / var if inside else used, used), total)
     (low, high), method = proportion_bounds(value * n_eff, n_eff, q=quantile(df) if inside else Z95)
-    return describe(value, low, high, unit=unit, strata=strata, n_boot=n_boot,
+    return describe(value, low, high, unit=unit, n_groups=classes, n_boot=n_boot,
                     method=f"{method}, effective n from a cluster bootstrap, stratified")
 
 
@@ -280,15 +286,15 @@ def mean_interval(values: np.ndarray, *, groups: np.ndarray | None = None, unit:
     value = float(values.mean()) if len(values) else math.nan
     if n_groups < 2:
         out = describe(value, math.nan, math.nan, method=f"undefined: fewer than 2 {unit}s",
-                       unit=unit, strata=strata, n_boot=0)
+                       unit=unit, n_groups={"all": int(n_groups)}, n_boot=0)
     else:
         sums, sizes = np.bincount(codes, values, n_groups), np.bincount(codes, None, n_groups)
         var, df = combine(variance_parts(lambda c: (c @ sums) / (c @ sizes), strata,
                                          n_boot=n_boot, seed=seed))
         half = quantile(df) * math.sqrt(var)
         out = describe(value, max(value - half, values.min()), min(value + half, values.max()),
-                       method="cluster bootstrap, t", unit=unit, strata=strata, n_boot=n_boot)
-    out["n_groups"], out["few_positives"] = {"all": int(n_groups)}, False
+                       method="cluster bootstrap, t", unit=unit, n_groups={"all": int(n_groups)},
+                       n_boot=n_boot)
     return out
 
 

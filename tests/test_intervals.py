@@ -79,6 +79,17 @@ def test_every_draw_keeps_both_classes():
         assert np.isfinite(weighted_auroc(y, p, counts)).all()
 
 
+def test_series_holding_both_classes_count_in_both():
+    """luna16: every test series may hold a nodule and many other candidates."""
+    rng = np.random.default_rng(2)
+    groups = np.repeat(np.arange(12), 20)
+    y = np.tile(np.r_[1, 1, np.zeros(18)], 12).astype(int)
+    p = y + rng.normal(size=len(y))
+    out = auroc_interval(y, p, groups=groups, unit="series")
+    assert out["n_groups"] == {"0": 12, "1": 12} and not out["few_positives"]
+    assert out["ci_low"] < out["value"] < out["ci_high"]
+
+
 def test_one_positive_group_leaves_auroc_undefined_not_faked():
     y = np.r_[1, np.zeros(19)].astype(int)
     out = auroc_interval(y, np.linspace(1, 0, 20))

@@ -59,7 +59,7 @@ def test_summary_holds_test_metrics_with_intervals(finished_run):
     splits = pd.read_csv(folder / "splits.csv")
     test = splits[splits["split"] == "test"]
     assert auroc["unit"] == "group" and auroc["method"]
-    assert auroc["n_groups"] == {"0": int((test.groupby("group")["label"].max() == 0).sum()),
+    assert auroc["n_groups"] == {"0": int((test.groupby("group")["label"].min() == 0).sum()),
                                  "1": int(test.groupby("group")["label"].max().sum())}
     assert auroc["over_seeds"]["n_seeds"] == 2
     assert saved["chosen_seed"] in (1001, 1002)  # retrain seeds: run seed + 1000 + i

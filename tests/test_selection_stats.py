@@ -116,6 +116,6 @@ def test_report_leads_with_the_chosen_model_and_keeps_finalists_for_audit(tmp_pa
     text = "\n".join(summary_lines(payload, space=EGFR, options=options, segmentation=False))
     assert "| auroc | 0.700 | [0.600, 0.750] | 0.720 ±" in text
     assert "### What these numbers mean" in text and "**Few positives**" in text
-    assert "(test patients: 20 without, 6 with a positive)" in text
+    assert "(test patients: 20 with a negative, 6 with a positive)" in text
     protocol = "\n".join(protocol_lines(payload, space=EGFR, options=options, segmentation=False))
     assert "(1042, 1043; none is the sweep's" in protocol and "(seed 42, also every trial" in protocol

@@ -101,7 +101,7 @@ def meaning_lines(summary: dict[str, Any]) -> list[str]:
     stats = [s for s in summary["test"].values() if isinstance(s, dict)]
     units = sorted({str(s.get("unit")) for s in stats if s.get("unit")}) or ["case"]
     groups = next((s.get("n_groups") for s in stats if s.get("n_groups")), {}) or {}
-    count = ", ".join(f"{v} {'with a positive' if k == '1' else 'without' if k == '0' else 'in all'}"
+    count = ", ".join(f"{v} {'with a positive' if k == '1' else 'with a negative' if k == '0' else 'in all'}"
                       for k, v in groups.items())
     few = any(s.get("few_positives") for s in stats)
     return ["### What these numbers mean", "",

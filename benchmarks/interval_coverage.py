@@ -20,7 +20,7 @@ import time
 import numpy as np
 from scipy.stats import norm
 
-from core.intervals import auroc_interval, binary_intervals
+from core.intervals import binary_intervals
 
 GROUP_SIZE = 4
 ICC = 0.5

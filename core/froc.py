@@ -18,11 +18,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.intervals import N_BOOT, resample_counts
+from core.intervals import N_BOOT
+from core.resampling import resample_counts
 
 FP_RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 UNKNOWN_DIAMETER_MM = 10.0  # the challenge's size for an excluded finding marked -1
 XYZ = ["coordX", "coordY", "coordZ"]
+
+
+def _require(table: pd.DataFrame, columns: list[str], name: str) -> None:
+    missing = [c for c in columns if c not in table]
+    if missing:
+        raise ValueError(f"{name} lacks column(s) {missing}; it has {list(table.columns)}, "
+                         f"needs {columns}")
 
 
 def _hits(cands: pd.DataFrame, nodules: pd.DataFrame) -> np.ndarray:
@@ -40,6 +48,9 @@ def froc_rows(candidates: pd.DataFrame, annotations: pd.DataFrame,
     """One row per nodule (``lesion`` 1, its best hit's probability, -inf when missed) and per
     false-positive candidate (``lesion`` 0); candidates at excluded findings are dropped."""
     excluded = excluded if excluded is not None else annotations.iloc[:0]
+    _require(candidates, ["seriesuid", *XYZ, "probability"], "candidates")
+    for name, table in (("annotations", annotations), ("excluded findings", excluded)):
+        _require(table, ["seriesuid", *XYZ, "diameter_mm"], name)
     rows = []
     for uid in pd.unique(pd.concat([candidates["seriesuid"], annotations["seriesuid"]])):
         cands = candidates[candidates["seriesuid"] == uid]

@@ -65,6 +65,11 @@ def test_no_false_positives_reads_the_final_sensitivity_everywhere():
     assert out["cpm"]["value"] == pytest.approx(1 / 3)
 
 
+def test_a_missing_column_is_named():
+    with pytest.raises(ValueError, match=r"candidates lacks column\(s\) \['probability'\]"):
+        froc(CANDIDATES.drop(columns="probability"), ANNOTATIONS, EXCLUDED, series=SERIES)
+
+
 def test_every_evaluated_scan_must_be_named():
     with pytest.raises(ValueError, match="not in series"):
         froc(CANDIDATES, ANNOTATIONS, EXCLUDED, series=["A"], n_boot=10)

@@ -8,7 +8,8 @@ from sklearn.metrics import roc_auc_score
 
 from benchmarks.interval_coverage import run_cell
 from core.intervals import (auroc_interval, binary_intervals, clopper_pearson, mean_interval,
-                            ratio_interval, variance_parts, weighted_auroc, wilson)
+                            ratio_interval, wilson)
+from core.resampling import GroupAUROC, group_codes, variance_parts, weighted_auroc
 
 
 def scores(n=120, share=0.3, seed=0):

@@ -155,19 +155,6 @@ def sd(values: np.ndarray) -> float:
     return float(finite.std(ddof=1)) if len(finite) > 1 else float("nan")
 
 
-def seed_spread(runs: list[RetrainRun], rank: int) -> dict[str, dict[str, Any]]:
-    """Per test metric of config ``rank``: mean, sd and n over its seeds."""
-    group = [run for run in runs if run.rank == rank]
-    out = {}
-    for name in group[0].evaluation["test"]:
-        values = np.array([run.evaluation["test"][name]["value"] for run in group], dtype=float)
-        finite = values[np.isfinite(values)]
-        out[name] = {"mean": float(finite.mean()) if len(finite) else float("nan"),
-                     "sd": sd(values), "n_seeds": int(len(finite)),
-                     "seeds": [run.seed for run in group]}
-    return out
-
-
 def representative(group: list[RetrainRun], *, mode: str) -> RetrainRun:
     """The seed with the best val score: the model a config is judged and shipped by."""
     pick = max if mode == "max" else min

@@ -31,9 +31,12 @@ def evaluate_predictions(*, val_y: np.ndarray, val_p: np.ndarray, test_y: np.nda
 
     groups: (N_test,) the patient/series of each test row, in row order (the ``group`` column of
     the test rows of ``splits.csv``); the intervals resample these. None: each row is its own
-    group. unit: what a group is ("patient", "series"); default "case" without groups, else "group".
+    group. unit: what a group is ("patient", "series"); default "case" when every row is its
+    own group, else "group".
     """
-    unit = unit or ("case" if groups is None else "group")
+    if unit is None:
+        single = groups is None or len(np.unique(np.asarray(groups).astype(str))) == len(groups)
+        unit = "case" if single else "group"
     kw = {"groups": groups, "unit": unit, "n_boot": n_boot, "seed": seed}
     if segmentation:
         scores = segmentation_scores(test_y, test_p)

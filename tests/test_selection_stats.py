@@ -61,6 +61,8 @@ def test_evaluation_resamples_the_groups_it_is_given():
     grouped = evaluate_predictions(**kw, groups=np.repeat(np.arange(30), 4), unit="patient")
     rows = evaluate_predictions(**kw)
     assert grouped["test"]["auroc"]["unit"] == "patient" and rows["test"]["auroc"]["unit"] == "case"
+    unnamed = evaluate_predictions(**kw, groups=np.repeat(np.arange(30), 4))
+    assert unnamed["test"]["auroc"]["unit"] == "group"
     assert sum(grouped["test"]["auroc"]["n_groups"].values()) == 30
     width = {k: v["test"]["auroc"]["ci_high"] - v["test"]["auroc"]["ci_low"]
              for k, v in (("grouped", grouped), ("rows", rows))}

@@ -37,7 +37,7 @@ def hanley_mcneil(auc: float, n_pos: float, n_neg: float) -> float:
 
 def logit_interval(auc: float, var: float, n_pos: float, n_neg: float, *,
                    q: float = Z95) -> tuple[float, float, bool]:
-    """``(low, high, boundary)``: logit(auc) ± q sqrt(var), ``var`` on the logit scale, mapped
+    """``(low, high, boundary)``: logit(auc) +/- q sqrt(var), ``var`` on the logit scale, mapped
     back into (0, 1).
 
     At 0 or 1, or with zero variance (perfect separation), the logit is infinite: then a Wilson

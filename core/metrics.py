@@ -1,14 +1,21 @@
 """Metric names (constants the spaces import) and the binary metrics computed from probabilities."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from sklearn.metrics import precision_recall_curve, roc_auc_score, roc_curve
+
+from core.intervals import N_BOOT, binary_intervals, mean_interval
 
 TRAIN_LOSS = "train/loss"
 VAL_LOSS = "val/loss"
 VAL_AUROC = "val/auroc"
 VAL_DICE = "val/dice"
 VAL_IOU = "val/iou"
+# What searchers, schedulers and top-k rank a trial by: the best value of the selection metric
+# over the epochs so far, reported every epoch beside the raw metric.
+SCORE = "score"
 
 
 def auroc(y: np.ndarray, p: np.ndarray) -> float:
@@ -72,27 +79,14 @@ def segmentation_scores(masks: np.ndarray, probs: np.ndarray, *,
     return {"dice": dice.astype(float), "iou": iou.astype(float)}
 
 
-def mean_with_ci(values: np.ndarray, *, n_boot: int = 1000, seed: int = 0) -> dict[str, float]:
-    """Mean of per-case scores with a 95 % percentile bootstrap CI."""
-    values = np.asarray(values, dtype=float)
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), (n_boot, len(values)))].mean(1)
-    low, high = np.quantile(means, [0.025, 0.975])
-    return {"value": float(values.mean()), "ci_low": float(low), "ci_high": float(high)}
+def mean_with_ci(values: np.ndarray, *, groups: np.ndarray | None = None, unit: str = "case",
+                 n_boot: int = N_BOOT, seed: int = 0) -> dict[str, Any]:
+    """Mean of per-case scores with a 95 % interval over groups (``core.intervals.mean_interval``)."""
+    return mean_interval(values, groups=groups, unit=unit, n_boot=n_boot, seed=seed)
 
 
 def binary_metrics_with_ci(y: np.ndarray, p: np.ndarray, threshold: float, *,
-                           n_boot: int = 1000, seed: int = 0) -> dict[str, dict[str, float]]:
-    """Each binary metric as ``{"value", "ci_low", "ci_high"}`` with a 95 % bootstrap CI."""
-    y, p = np.asarray(y), np.asarray(p)
-    point = binary_metrics(y, p, threshold)
-    rng = np.random.default_rng(seed)
-    draws = [binary_metrics(y[i], p[i], threshold)
-             for i in (rng.integers(0, len(y), len(y)) for _ in range(n_boot))]
-    out = {}
-    for name, value in point.items():
-        col = np.asarray([d[name] for d in draws], dtype=float)
-        col = col[np.isfinite(col)]
-        low, high = (np.quantile(col, [0.025, 0.975]) if col.size else (np.nan, np.nan))
-        out[name] = {"value": float(value), "ci_low": float(low), "ci_high": float(high)}
-    return out
+                           groups: np.ndarray | None = None, unit: str = "case",
+                           n_boot: int = N_BOOT, seed: int = 0) -> dict[str, dict[str, Any]]:
+    """Each binary metric with its 95 % interval over groups (``core.intervals.binary_intervals``)."""
+    return binary_intervals(y, p, threshold, groups=groups, unit=unit, n_boot=n_boot, seed=seed)

@@ -288,7 +288,8 @@ def test_two_trial_sweep_end_to_end(ray_local, tmp_path):
     folder = options.results_path()
     assert payload["space"] == "luna16" and payload["trials"]["total"] == 2
     assert payload["chosen_config"]["model/name"] == "luna3d"
-    auroc = payload["test"]["auroc"]
-    assert auroc["ci_low"] <= auroc["value"] <= auroc["ci_high"]
+    auroc = payload["test"]["auroc"]  # resampled by series: a tiny test split may leave it undefined
+    assert (auroc["ci_low"] <= auroc["value"] <= auroc["ci_high"]
+            or (auroc["method"].startswith("undefined") and min(auroc["n_groups"].values()) < 2))
     splits = pd.read_csv(folder / "splits.csv")
     assert splits.groupby("group")["split"].nunique().max() == 1 and "center_z" in splits.columns

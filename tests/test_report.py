@@ -78,8 +78,9 @@ def test_report_states_the_selection_protocol(reported):
                    "`model/kernel_size` | one of `2`, `3`, `5`",
                    "`train/patience` | integer, uniform on [5, 30]",
                    "Fixed for this run, not searched: `train/batch_size` = 8",
-                   "top 1 distinct configs", "1 seed(s) each (1)", "best mean `val/auroc`",
-                   "Youden's J", "Test read once", "## Leaderboard", "95 % CI"]:
+                   "top 1 distinct configs", "1 seed(s) each (1001;", "best mean `val/auroc`",
+                   "Youden's J", "Test read once", "## Leaderboard", "95 % CI",
+                   "### What these numbers mean", "(seed 1, also every trial's training seed)"]:
         assert phrase in text, phrase
 
 

@@ -12,6 +12,7 @@ import yaml
 from core.config import TrialConfig
 from core.data.prepared import DataOptions
 from core.errors import ConfigError
+from core.metrics import SCORE
 from search_spaces import SPACE_NAMES, get_space
 from search_spaces.types import Choice, IntUniform, LogUniform, Uniform
 from tuning.searchers import (build_scheduler, build_searcher, check_search, optuna_storage,
@@ -222,6 +223,9 @@ def test_a_two_trial_sweep_runs_with_each_search(ray_local, tiny_arrays, tmp_pat
         assert all(inside(dist, config[key]) for key, dist in EGFR.search.items()
                    if key not in OVERRIDES)
         assert math.isfinite(result.metrics[EGFR.metric])
+        assert config["train/seed"] == settings.seed  # --seed seeds sweep training
+        history = result.metrics_dataframe  # the score is the raw metric's best so far
+        assert list(history[SCORE]) == list(history[EGFR.metric].cummax())
     if scheduler == "none":  # FIFO: every trial runs its whole budget
         assert all(result.metrics["epoch"] == 2 for result in grid)
     if search == "wandb-bayes":  # Tune saved the searcher's state, as --resume restores it
@@ -236,9 +240,12 @@ def test_a_tpe_sweep_keeps_its_study_on_disk(ray_local, tiny_arrays, tmp_path):
     import optuna
 
     where = f"sqlite:///{tmp_path}/optuna.db"
-    settings = SweepSettings(num_samples=2, max_epochs=1, max_concurrent=2, seed=1,
-                             optuna_storage=where)
-    build_tuner(EGFR, tiny_arrays, settings, overrides=OVERRIDES, storage_path=str(tmp_path),
-                study_name="tiny-tpe").fit()
+    settings = SweepSettings(num_samples=2, max_epochs=3, max_concurrent=2, seed=1,
+                             optuna_storage=where, scheduler="none")
+    grid = build_tuner(EGFR, tiny_arrays, settings, overrides=OVERRIDES,
+                       storage_path=str(tmp_path), study_name="tiny-tpe").fit()
     study = optuna.load_study(study_name="tiny-tpe", storage=where)
     assert [trial.state.name for trial in study.trials] == ["COMPLETE", "COMPLETE"]
+    # TPE learned each trial's best epoch, not its last
+    best = sorted(result.metrics_dataframe[EGFR.metric].max() for result in grid)
+    assert sorted(trial.value for trial in study.trials) == pytest.approx(best)

@@ -26,7 +26,7 @@ from tuning.overlays import save_overlays
 from tuning.report import write_report
 from tuning.results import trials_table
 from tuning.retrain import (build_retrain_tuner, chosen_run, collect_runs, leaderboard,
-                            retrain_trainable, top_configs)
+                            retrain_seeds, retrain_trainable, split_groups, top_configs)
 from tuning.space import check_space
 from tuning.sweep import SweepSettings, build_tuner, fit_or_resume, sweep_trainable
 from tuning.tracking import (log_wandb_retrains, mlflow_callbacks, prepare_wandb, wandb_callbacks,
@@ -82,7 +82,7 @@ def run_sweep(space: SearchSpace, data: PreparedData, options: RunOptions, *,
 def run_retrains(space: SearchSpace, data: PreparedData, configs: list[dict[str, Any]],
                  options: RunOptions, *, callbacks: list, resume: bool) -> tune.ResultGrid:
     """The top-k configs retrained with ``retrain_seeds`` seeds each, predicting val and test."""
-    seeds = [options.sweep.seed + i for i in range(options.retrain_seeds)]
+    seeds = retrain_seeds(options.sweep.seed, options.retrain_seeds)
     return fit_or_resume(
         lambda: build_retrain_tuner(configs, seeds, data.arrays, space, options.sweep,
                                     storage_path=options.storage(), callbacks=callbacks),
@@ -131,7 +131,7 @@ def finish(space: SearchSpace, data: PreparedData, retrain_grid: tune.ResultGrid
     """Test evaluation of every retrain; leaderboard, best/ and summary.json, then report.md."""
     folder = options.results_path()
     runs = collect_runs(retrain_grid, configs, data.arrays, metric=space.metric,
-                        threshold_rule=space.threshold_rule)
+                        threshold_rule=space.threshold_rule, groups=split_groups(data.splits))
     board = leaderboard(runs, metric=space.metric, mode=space.mode)
     board.to_csv(folder / "leaderboard.csv", index=False)
     best = chosen_run(runs, board, mode=space.mode)

@@ -19,6 +19,7 @@ from tuning import plots
 from tuning.analysis import (Skipped, best_so_far, number, param_importance, read_histories,
                              read_trials, search_methods)
 from tuning.options import RunOptions, load_options
+from tuning.retrain import retrain_seeds
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +76,48 @@ def summary_lines(summary: dict[str, Any], *, space: SearchSpace, options: RunOp
     chosen = summary["chosen_config"]
     lines += _table(["searched parameter", "final value"],
                     [[f"`{k}`", _fmt(chosen.get(k))] for k in searched(space, options)])
-    lines += ["Test metrics of the final model (test read once; 95 % CI: percentile bootstrap "
-              "over test cases):", ""]
-    lines += _table(["test metric", "value", "95 % CI"],
-                    [[name, number(s["value"]), f"[{number(s['ci_low'])}, {number(s['ci_high'])}]"]
-                     for name, s in summary["test"].items()])
-    return lines
+    lines += [f"Test metrics of the final model (seed {summary['chosen_seed']}; test read once). "
+              "The 95 % interval is this model's; beside it, its config's mean ± sd over its "
+              "retrain seeds (seed-to-seed spread, not an interval):", ""]
+    lines += _table(["test metric", "value", "95 % CI", "over seeds: mean ± sd", "interval method",
+                     "unit", "groups (neg/pos)", "few positives"],
+                    [test_row(name, stat) for name, stat in summary["test"].items()])
+    return lines + meaning_lines(summary)
+
+
+def test_row(name: str, stat: dict[str, Any]) -> list[Any]:
+    """One metric of the final model as table cells."""
+    seeds = stat.get("over_seeds") or {}
+    spread = (f"{number(seeds.get('mean'))} ± {number(seeds.get('sd'))} ({seeds.get('n_seeds')})"
+              if seeds else "")
+    groups = stat.get("n_groups") or {}
+    return [name, number(stat["value"]), f"[{number(stat['ci_low'])}, {number(stat['ci_high'])}]",
+            spread, stat.get("method", ""), stat.get("unit", ""),
+            "/".join(str(v) for v in groups.values()), "yes" if stat.get("few_positives") else "no"]
+
+
+def meaning_lines(summary: dict[str, Any]) -> list[str]:
+    """What the test numbers mean, in a paragraph: method, unit, groups per class, flags."""
+    stats = [s for s in summary["test"].values() if isinstance(s, dict)]
+    units = sorted({str(s.get("unit")) for s in stats if s.get("unit")}) or ["case"]
+    groups = next((s.get("n_groups") for s in stats if s.get("n_groups")), {}) or {}
+    count = ", ".join(f"{v} {'with a positive' if k == '1' else 'with a negative' if k == '0' else 'in all'}"
+                      for k, v in groups.items())
+    few = any(s.get("few_positives") for s in stats)
+    return ["### What these numbers mean", "",
+            f"Each interval is a 95 % confidence interval for the final model's performance on "
+            f"new {' / '.join(units)}s like the test ones, from the test split alone (test "
+            f"{' / '.join(units)}s: {count}). The resampling unit is the {' / '.join(units)}, not the "
+            "row: rows of one patient or series move together, and each class keeps its count of "
+            "groups. AUROC: a t interval on the logit scale from a stratified bootstrap's "
+            "variance (Wilson with a Hanley-McNeil n at 0 or 1); proportions: Wilson or "
+            "Clopper-Pearson (with an effective n when a group holds several rows); coverage is "
+            "measured in BENCHMARKS.md. The interval covers test-set sampling only: not "
+            "seed-to-seed training variation (the ± sd column), not the choice among finalists, "
+            "not a shift to another hospital or scanner."
+            + (" **Few positives** (fewer than 10 positive groups): the interval is wide and "
+               "its coverage less certain; an undefined interval (n/a) means a class had fewer "
+               "than 2 groups." if few else ""), ""]
 
 
 def _methods_text(options: RunOptions) -> tuple[str, str]:
@@ -98,7 +135,7 @@ def protocol_lines(summary: dict[str, Any], *, space: SearchSpace, options: RunO
     """How the final model was chosen, step by step, with this run's numbers."""
     sweep, metric = options.sweep, space.metric
     proposer, stopper = _methods_text(options)
-    seeds = [sweep.seed + i for i in range(options.retrain_seeds)]
+    seeds = retrain_seeds(sweep.seed, options.retrain_seeds)
     fixed = [f"`{k}` = {_fmt(v)}" for k, v in options.overrides.items() if k in space.search]
     rule = RULES.get(space.threshold_rule, space.threshold_rule)
     threshold = ("fixed at 0.5 on the foreground probability (segmentation)" if segmentation
@@ -112,40 +149,50 @@ def protocol_lines(summary: dict[str, Any], *, space: SearchSpace, options: RunO
         lines += ["   Fixed for this run, not searched: " + ", ".join(fixed) + ".", ""]
     lines += [
         f"2. **Sweep on train/val only**: {proposer} proposed {sweep.num_samples} configs "
-        f"(seed {sweep.seed}); each trained on the train split for at most {sweep.max_epochs} "
-        f"epochs and reported `{metric}` on the **val** split after every epoch; {stopper}. "
-        f"A trial's score is its best `{metric}` over its epochs. The test split never "
-        "entered the sweep.",
+        f"(seed {sweep.seed}, also every trial's training seed); each trained on the train split "
+        f"for at most {sweep.max_epochs} epochs and reported `{metric}` on the **val** split "
+        f"after every epoch; {stopper}. A trial's score is its best `{metric}` over its epochs "
+        "so far: the number the search learned from, the scheduler compared and the top-k "
+        "ranked. The test split never entered the sweep.",
         f"3. **Retrain**: the top {options.top_k} distinct configs by that score were retrained "
-        f"with {len(seeds)} seed(s) each ({', '.join(map(str, seeds))}), with the same training "
-        "code as the sweep.",
+        f"with {len(seeds)} seed(s) each ({', '.join(map(str, seeds))}; none is the sweep's, so "
+        "no retrain replays a trial), with the same training code as the sweep.",
         f"4. **Final model**: the config with the best mean `{metric}` over its seeds "
         "(leaderboard row 1), and of its seeds the one with the best val score "
         f"(seed {summary['chosen_seed']}).",
         f"5. **Threshold**: {threshold}.",
         "6. **Test read once**: each retrained model predicted the test split once, after its "
         "training; those predictions played no part in any choice above. The test metrics are "
-        "the final model's.", ""]
+        "the final model's; the other finalists' are kept only for audit.", ""]
     return lines
 
 
 def leaderboard_lines(path: Path, *, space: SearchSpace) -> list[str]:
-    """The retrained configs as a markdown table: val and test, mean ± sd over seeds."""
+    """The retrained configs by val (mean ± sd over seeds), then the other finalists' test
+    numbers apart, for audit only."""
     board = pd.read_csv(path)
     metric = space.metric
-    names = [c[len("test/"):-len("_mean")] for c in board
-             if c.startswith("test/") and c.endswith("_mean")]
-    rows = []
-    for i, row in board.iterrows():
-        cells = ["final" if i == 0 else "", int(row["rank"]) + 1, int(row["seeds"]),
-                 f"{number(row[f'{metric}_mean'])} ± {number(row[f'{metric}_sd'])}"]
-        cells += [f"{number(row[f'test/{n}_mean'])} ± {number(row[f'test/{n}_sd'])}" for n in names]
-        rows.append(cells)
-    return (["## Leaderboard", "",
-             "Each retrained config (its rank in the sweep, 1 = best trial), mean ± sd over seeds, "
-             f"sorted by mean `{metric}`. Test columns are reported, never used to choose.", ""]
-            + _table(["", "sweep rank", "seeds", metric, *[f"test {n}" for n in names]],
-                     rows))
+    names = [c[len("test/"):-len("_mean_over_seeds")] for c in board
+             if c.startswith("test/") and c.endswith("_mean_over_seeds")]
+    rows = [["final" if i == 0 else "", int(row["rank"]) + 1, int(row["seeds"]),
+             f"{number(row[f'{metric}_mean'])} ± {number(row[f'{metric}_sd'])}"]
+            for i, row in board.iterrows()]
+    audit = [[int(row["rank"]) + 1, int(row["seeds"]),
+              *[f"{number(row[f'test/{n}_mean_over_seeds'])} ± {number(row[f'test/{n}_sd_over_seeds'])}"
+                for n in names]] for i, row in board.iterrows() if i > 0]
+    lines = (["## Leaderboard", "",
+              "Each retrained config (its rank in the sweep, 1 = best trial), mean ± sd over seeds "
+              f"of `{metric}` on val, sorted by that mean; the first row is the final model's "
+              "config.", ""]
+             + _table(["", "sweep rank", "seeds", metric], rows))
+    if audit:
+        lines += ["### Other finalists on test (audit only: choosing on these invalidates the "
+                  "intervals)", "",
+                  "Mean ± sd over seeds. The final model was chosen on val before these were read; "
+                  "picking a config by them would make the test split a selection set and its "
+                  "intervals optimistic.", ""]
+        lines += _table(["sweep rank", "seeds", *[f"test {n}" for n in names]], audit)
+    return lines
 
 
 def _attempt(notes: list[str], name: str, make: Callable[[], Any]) -> Any:

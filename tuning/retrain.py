@@ -11,12 +11,27 @@ import pandas as pd
 from ray import tune
 
 from core.evaluate import evaluate_predictions
+from core.metrics import SCORE
 from search_spaces.types import SearchSpace
 from tuning.progress import retrain_table
 from tuning.results import best_of
 from tuning.space import flatten, nest
 from tuning.sweep import SweepSettings, short_name, with_trial_resources
 from tuning.trainable import retrain_trial
+
+
+RETRAIN_SEED_OFFSET = 1000
+
+
+def retrain_seeds(seed: int, count: int) -> list[int]:
+    """Seeds of the retrains: disjoint from the sweep's training seed (the run's ``seed``), so no
+    retrain replays a sweep trial exactly; the spread over them is seed-to-seed variation."""
+    return [seed + RETRAIN_SEED_OFFSET + i for i in range(count)]
+
+
+def split_groups(splits: pd.DataFrame, split: str = "test") -> np.ndarray:
+    """(N,) the ``group`` (patient/series) of each row of a split, in its arrays' row order."""
+    return splits.loc[splits["split"] == split, "group"].to_numpy()
 
 
 @dataclass
@@ -32,13 +47,15 @@ class RetrainRun:
 
 
 def top_configs(grid: tune.ResultGrid, *, metric: str, mode: str, k: int) -> list[dict[str, Any]]:
-    """The ``k`` distinct configs with the best val metric seen in any epoch of their trial."""
+    """The ``k`` distinct configs with the best val metric seen in any epoch of their trial
+    (the final best-so-far ``SCORE``, the number the searcher and scheduler ranked by)."""
     scored = []
     for result in grid:
         history = result.metrics_dataframe
         if result.error is not None or history is None or metric not in history:
             continue
-        score = best_of(history[metric], mode)
+        # SCORE is the best-so-far of metric, what the searcher and scheduler saw: same best
+        score = best_of(history[SCORE if SCORE in history else metric], mode)
         if math.isfinite(score):
             scored.append((score, flatten(result.config)))
     scored.sort(key=lambda item: item[0], reverse=(mode == "max"))
@@ -82,9 +99,13 @@ def build_retrain_tuner(configs: list[dict[str, Any]], seeds: list[int],
 
 
 def collect_runs(grid: tune.ResultGrid, configs: list[dict[str, Any]],
-                 data: Mapping[str, np.ndarray], *, metric: str,
-                 threshold_rule: str = "youden") -> list[RetrainRun]:
-    """Evaluate each finished retrain on test, with its threshold chosen on val."""
+                 data: Mapping[str, np.ndarray], *, metric: str, threshold_rule: str = "youden",
+                 groups: np.ndarray | None = None, unit: str | None = None) -> list[RetrainRun]:
+    """Evaluate each finished retrain on test, with its threshold chosen on val.
+
+    groups: (N_test,) each test row's patient/series (``split_groups(splits)``) and unit its name
+    ("patient", "series"): the test intervals resample these (``core.evaluate``).
+    """
     runs = []
     for result in grid:
         if result.error is not None or result.checkpoint is None:
@@ -95,7 +116,7 @@ def collect_runs(grid: tune.ResultGrid, configs: list[dict[str, Any]],
         test_y = np.asarray(data["test/y"])
         evaluation = evaluate_predictions(
             val_y=np.asarray(data["val/y"]), val_p=val_p, test_y=test_y, test_p=test_p,
-            segmentation=test_y.ndim > 1, threshold_rule=threshold_rule)
+            segmentation=test_y.ndim > 1, threshold_rule=threshold_rule, groups=groups, unit=unit)
         evaluation["val_probabilities"], evaluation["test_probabilities"] = val_p, test_p
         rank, seed = int(result.config["rank"]), int(result.config["seed"])
         runs.append(RetrainRun(rank=rank, seed=seed,
@@ -106,21 +127,32 @@ def collect_runs(grid: tune.ResultGrid, configs: list[dict[str, Any]],
 
 
 def leaderboard(runs: list[RetrainRun], *, metric: str, mode: str) -> pd.DataFrame:
-    """Per config: mean ± sd over seeds of the val metric and each test metric."""
+    """Per config: mean and sd over its seeds of the val metric and of each test metric.
+
+    The sd is seed-to-seed spread, not a confidence interval; the intervals belong to the chosen
+    model alone (summary.json), so no per-config interval sits beside these means.
+    """
     rows = []
     for rank in sorted({run.rank for run in runs}):
         group = [run for run in runs if run.rank == rank]
-        row: dict[str, Any] = {"rank": rank, "seeds": len(group)}
+        row: dict[str, Any] = {"rank": rank, "seeds": len(group),
+                               "rep_seed": representative(group, mode=mode).seed}
         vals = np.array([run.val_score for run in group])
-        row[f"{metric}_mean"], row[f"{metric}_sd"] = vals.mean(), vals.std(ddof=0)
+        row[f"{metric}_mean"], row[f"{metric}_sd"] = vals.mean(), sd(vals)
         for name in group[0].evaluation["test"]:
-            values = np.array([run.evaluation["test"][name]["value"] for run in group])
-            row[f"test/{name}_mean"], row[f"test/{name}_sd"] = np.nanmean(values), np.nanstd(values)
-            chosen = representative(group, mode=mode).evaluation["test"][name]
-            row[f"test/{name}_ci_low"], row[f"test/{name}_ci_high"] = chosen["ci_low"], chosen["ci_high"]
+            values = np.array([run.evaluation["test"][name]["value"] for run in group], dtype=float)
+            row[f"test/{name}_mean_over_seeds"] = np.nanmean(values) if np.isfinite(values).any() else np.nan
+            row[f"test/{name}_sd_over_seeds"] = sd(values)
         rows.append(row)
     table = pd.DataFrame(rows)
     return table.sort_values(f"{metric}_mean", ascending=(mode == "min")).reset_index(drop=True)
+
+
+def sd(values: np.ndarray) -> float:
+    """Sample sd (ddof 1) of the finite values; NaN with fewer than two."""
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    return float(finite.std(ddof=1)) if len(finite) > 1 else float("nan")
 
 
 def representative(group: list[RetrainRun], *, mode: str) -> RetrainRun:

@@ -16,6 +16,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, SearchAlgorithm, Searcher
 
 from core.errors import ConfigError
+from core.metrics import SCORE
 from search_spaces.types import Choice, SearchSpace
 from tuning.space import nest
 
@@ -57,6 +58,13 @@ def scheduler_name(settings: SweepSettings) -> str:
     if settings.scheduler != "auto":
         return settings.scheduler
     return "wandb-hyperband" if settings.search == "wandb-bayes" else "asha"
+
+
+def tune_metric(space: SearchSpace, settings: SweepSettings) -> str:
+    """The key Tune, the searcher and the scheduler rank trials by: ``SCORE``, the best-so-far
+    val metric each epoch reports (top-k ranks by the same best value). W&B's hyperband reads the
+    raw metric's history and takes its best itself, so with it the raw metric is Tune's."""
+    return space.metric if scheduler_name(settings) == "wandb-hyperband" else SCORE
 
 
 def grace_epochs(settings: SweepSettings) -> int:
@@ -124,7 +132,8 @@ def build_searcher(space: SearchSpace, settings: SweepSettings, overrides: dict[
         storage = optuna_storage(settings.optuna_storage) if settings.optuna_storage else None
         if storage is not None:
             log.info("Optuna study %r stored in %s", study_name, settings.optuna_storage)
-        searcher = OptunaSearch(metric=space.metric, mode=space.mode, seed=settings.seed,
+        searcher = OptunaSearch(metric=tune_metric(space, settings), mode=space.mode,
+                                seed=settings.seed,
                                 points_to_evaluate=points or None, storage=storage,
                                 study_name=study_name if storage is not None else None)
     return ConcurrencyLimiter(searcher, max_concurrent=settings.max_concurrent)

@@ -12,7 +12,7 @@ from ray import tune
 
 from search_spaces.types import SearchSpace
 from tuning.progress import quiet_ray_output, trial_table
-from tuning.searchers import build_scheduler, build_searcher
+from tuning.searchers import build_scheduler, build_searcher, tune_metric
 from tuning.space import param_space
 from tuning.trainable import sweep_trial
 
@@ -81,9 +81,10 @@ def build_tuner(space: SearchSpace, data: Mapping[str, np.ndarray], settings: Sw
     searched = [key for key in space.search if key not in overrides]
     return tune.Tuner(
         sweep_trainable(space, data, settings),
-        param_space=param_space(space, {**overrides, "train/max_epochs": settings.max_epochs}),
+        param_space=param_space(space, {"train/seed": settings.seed, **overrides,
+                                        "train/max_epochs": settings.max_epochs}),
         tune_config=tune.TuneConfig(
-            metric=space.metric, mode=space.mode, num_samples=settings.num_samples,
+            metric=tune_metric(space, settings), mode=space.mode, num_samples=settings.num_samples,
             search_alg=build_searcher(space, settings, overrides, study_name=study_name),
             scheduler=build_scheduler(space, settings, overrides), reuse_actors=True,
             time_budget_s=settings.time_budget_s,

@@ -6,6 +6,7 @@ import dataclasses
 import gc
 import json
 import logging
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -19,18 +20,27 @@ from ray import tune
 
 from core.config import TrialConfig
 from core.evaluate import predict
-from core.train import quiet_lightning, train
+from core.metrics import SCORE
+from core.train import BestWeights, quiet_lightning, train
 from tuning.space import flatten
 
 CHECKPOINT_FILE = "checkpoint.ckpt"
 STOP_WAIT_S = "3600"
 
 
+def best_so_far(trainer: pl.Trainer) -> float:
+    """The best value of the selection metric over this trial's epochs so far (``BestWeights``
+    keeps it, also across a resume); NaN before any finite value."""
+    best = next((c for c in trainer.callbacks if isinstance(c, BestWeights)), None)
+    return best.best_score if best is not None and math.isfinite(best.best_score) else math.nan
+
+
 class TuneReporter(pl.callbacks.Checkpoint):
     """Reports every validation epoch to Tune, with a Lightning checkpoint to resume from.
 
     A ``Checkpoint`` subclass so Lightning runs it after EarlyStopping and BestWeights, and
-    ``early_stopped`` in the report is already decided.
+    ``early_stopped`` and the best-so-far ``SCORE`` (what the searcher, the scheduler and top-k
+    all rank by) in the report are already decided.
     """
 
     def __init__(self, *, save_checkpoints: bool = True) -> None:
@@ -41,6 +51,7 @@ class TuneReporter(pl.callbacks.Checkpoint):
             return
         metrics: dict[str, Any] = {k: float(v) for k, v in trainer.callback_metrics.items()}
         metrics.update(epoch=trainer.current_epoch + 1, early_stopped=int(trainer.should_stop),
+                       **{SCORE: best_so_far(trainer)},
                        node_id=ray.get_runtime_context().get_node_id())
         if not self.save_checkpoints:
             tune.report(metrics)

@@ -293,3 +293,10 @@ def test_two_trial_sweep_end_to_end(ray_local, tmp_path):
             or (auroc["method"].startswith("undefined") and min(auroc["n_groups"].values()) < 2))
     splits = pd.read_csv(folder / "splits.csv")
     assert splits.groupby("group")["split"].nunique().max() == 1 and "center_z" in splits.columns
+    cpm = payload["froc"]["cpm"]  # the challenge's metric over the test scans, beside AUROC
+    assert 0.0 <= cpm["value"] <= 1.0 and cpm["unit"] == "series"
+    assert payload["froc"]["n_scans"] == splits.loc[splits["split"] == "test", "group"].nunique()
+    assert 0.0 < payload["test_prevalence"] < 0.5
+    assert not splits["in_pool"].all()  # unpooled train negatives are listed too
+    assert splits.loc[splits["split"] != "train", "in_pool"].all()
+    assert "CPM (FROC)" in (folder / "report.md").read_text()

@@ -58,7 +58,7 @@ def test_summary_holds_test_metrics_with_intervals(finished_run):
     # the test rows' groups reached the evaluation; the config's spread over seeds sits beside
     splits = pd.read_csv(folder / "splits.csv")
     test = splits[splits["split"] == "test"]
-    assert auroc["unit"] == "case" and auroc["method"]  # egfr: one case per patient
+    assert auroc["unit"] == "patient" and auroc["method"]  # the egfr task resamples patients
     assert auroc["n_groups"] == {"0": int((test.groupby("group")["label"].min() == 0).sum()),
                                  "1": int(test.groupby("group")["label"].max().sum())}
     assert auroc["over_seeds"]["n_seeds"] == 2

@@ -79,6 +79,8 @@ def summary(*, space: SearchSpace, run: RetrainRun, trials: pd.DataFrame, board:
         "threshold": run.evaluation["threshold"],
         "test": test_block(run, board),
         "confusion": run.evaluation.get("confusion"),
+        **run.evaluation.get("task_metrics", {}),
+        "test_prevalence": settings.get("data", {}).get("prevalence", {}).get("test"),
         "trials": {"total": int(len(trials)), **{str(k): int(v) for k, v in counts.items()},
                    "trial_epochs": int(trials["epochs"].sum()) if not trials.empty else 0},
         "retrained_configs": int(len(board)),

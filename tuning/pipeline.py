@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from pathlib import Path
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -130,13 +131,19 @@ def finish(space: SearchSpace, data: PreparedData, retrain_grid: tune.ResultGrid
            wall_time_s: float, sweep_grid: tune.ResultGrid | None = None) -> dict[str, Any]:
     """Test evaluation of every retrain; leaderboard, best/ and summary.json, then report.md."""
     folder = options.results_path()
+    task = get_task(data.info["task"])
     runs = collect_runs(retrain_grid, configs, data.arrays, metric=space.metric,
-                        threshold_rule=space.threshold_rule, groups=split_groups(data.splits))
+                        segmentation=task.kind == "segmentation", threshold_rule=space.threshold_rule,
+                        groups=split_groups(data.splits), unit=task.group_unit)
     board = leaderboard(runs, metric=space.metric, mode=space.mode)
     board.to_csv(folder / "leaderboard.csv", index=False)
     best = chosen_run(runs, board, mode=space.mode)
+    if task.test_metrics is not None:  # the task's own field's metrics (luna16: FROC and CPM)
+        best.evaluation["task_metrics"] = task.test_metrics(
+            data.splits[data.splits["split"] == "test"], best.evaluation["test_probabilities"],
+            Path(data.info["data_dir"]))
     outputs.write_best(folder / "best", best, space=space, data_info=data.info)
-    if data.info["kind"] == "segmentation":  # show a few test predictions
+    if task.kind == "segmentation":  # show a few test predictions
         save_overlays(folder / "overlays", data.arrays["test/x"], data.arrays["test/y"],
                       best.evaluation["test_probabilities"])
     payload = outputs.summary(

@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pandas as pd
 
+from core.tasks import get_task
 from search_spaces.types import Choice, Distribution, IntUniform, LogUniform, SearchSpace
 from tuning import plots
 from tuning.analysis import (Skipped, best_so_far, number, param_importance, read_histories,
@@ -79,9 +80,14 @@ def summary_lines(summary: dict[str, Any], *, space: SearchSpace, options: RunOp
     lines += [f"Test metrics of the final model (seed {summary['chosen_seed']}; test read once). "
               "The 95 % interval is this model's; beside it, its config's mean ± sd over its "
               "retrain seeds (seed-to-seed spread, not an interval):", ""]
+    rows = [test_row(name, stat) for name, stat in summary["test"].items()]
+    if summary.get("froc"):  # the LUNA16 challenge's own metric, over test scans
+        rows.append(test_row("CPM (FROC)", summary["froc"]["cpm"]))
     lines += _table(["test metric", "value", "95 % CI", "over seeds: mean ± sd", "interval method",
-                     "unit", "groups (neg/pos)", "few positives"],
-                    [test_row(name, stat) for name, stat in summary["test"].items()])
+                     "unit", "groups (neg/pos)", "few positives"], rows)
+    if summary.get("test_prevalence") is not None:
+        lines += [f"Test prevalence: {summary['test_prevalence']:.1%} positive; precision, F1 and "
+                  "accuracy hold at this prevalence only.", ""]
     return lines + meaning_lines(summary)
 
 
@@ -263,7 +269,8 @@ def sweep_sections(folder: Path, *, space: SearchSpace, options: RunOptions,
     return lines
 
 
-def final_sections(folder: Path, *, test_labels: np.ndarray, notes: list[str]) -> list[str]:
+def final_sections(folder: Path, *, test_labels: np.ndarray, segmentation: bool,
+                   notes: list[str]) -> list[str]:
     """The final model on test: ROC/PR and confusion matrix, or overlays and a Dice histogram."""
     out, best = folder / "plots", folder / "best"
     lines = ["## Final model on test", ""]
@@ -274,7 +281,7 @@ def final_sections(folder: Path, *, test_labels: np.ndarray, notes: list[str]) -
     except (OSError, KeyError, ValueError) as err:
         notes.append(f"best/ could not be read: {type(err).__name__}: {err}")
         return lines + ["_Not drawn: best/threshold.json or best/predictions.npz unreadable._", ""]
-    if test_labels.ndim > 1:
+    if segmentation:
         overlays = sorted((folder / "overlays").glob("*.png"))
         items = [("Test overlays", "Test images, true outline green, predicted red, Dice in the "
                   "title.", "overlays", lambda: overlays or "no overlay PNGs in overlays/"),
@@ -311,10 +318,11 @@ def write_report(folder: Path, *, space: SearchSpace, test_labels: np.ndarray,
     notes: list[str] = []
     plots_md = sweep_sections(folder, space=space, options=options, trials=trials,
                               histories=histories, notes=notes)
-    plots_md += final_sections(folder, test_labels=labels, notes=notes)
+    segmentation = get_task(space.fixed["data/task"]).kind == "segmentation"
+    plots_md += final_sections(folder, test_labels=labels, segmentation=segmentation, notes=notes)
     text = [f"# Run report: {folder.name}", "",
-            *summary_lines(summary, space=space, options=options, segmentation=labels.ndim > 1),
-            *protocol_lines(summary, space=space, options=options, segmentation=labels.ndim > 1),
+            *summary_lines(summary, space=space, options=options, segmentation=segmentation),
+            *protocol_lines(summary, space=space, options=options, segmentation=segmentation),
             *leaderboard_lines(folder / "leaderboard.csv", space=space), *plots_md]
     if notes:
         text += ["## Notes", "", *[f"- {note}" for note in notes], ""]

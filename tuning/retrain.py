@@ -99,8 +99,9 @@ def build_retrain_tuner(configs: list[dict[str, Any]], seeds: list[int],
 
 
 def collect_runs(grid: tune.ResultGrid, configs: list[dict[str, Any]],
-                 data: Mapping[str, np.ndarray], *, metric: str, threshold_rule: str = "youden",
-                 groups: np.ndarray | None = None, unit: str | None = None) -> list[RetrainRun]:
+                 data: Mapping[str, np.ndarray], *, metric: str, segmentation: bool,
+                 threshold_rule: str = "youden", groups: np.ndarray | None = None,
+                 unit: str | None = None) -> list[RetrainRun]:
     """Evaluate each finished retrain on test, with its threshold chosen on val.
 
     groups: (N_test,) each test row's patient/series (``split_groups(splits)``) and unit its name
@@ -116,7 +117,7 @@ def collect_runs(grid: tune.ResultGrid, configs: list[dict[str, Any]],
         test_y = np.asarray(data["test/y"])
         evaluation = evaluate_predictions(
             val_y=np.asarray(data["val/y"]), val_p=val_p, test_y=test_y, test_p=test_p,
-            segmentation=test_y.ndim > 1, threshold_rule=threshold_rule, groups=groups, unit=unit)
+            segmentation=segmentation, threshold_rule=threshold_rule, groups=groups, unit=unit)
         evaluation["val_probabilities"], evaluation["test_probabilities"] = val_p, test_p
         rank, seed = int(result.config["rank"]), int(result.config["seed"])
         runs.append(RetrainRun(rank=rank, seed=seed,

@@ -3,6 +3,7 @@ import shutil
 
 import pytest
 
+from tuning.config.options import RUN_FLAGS
 from tuning.run import main, parser
 
 
@@ -12,8 +13,8 @@ def run(capsys, *argv):
 
 
 def test_every_flag_has_help():
-    for action in parser()._actions:
-        assert action.help, f"{action.option_strings} has no help text"
+    for flag in RUN_FLAGS:
+        assert flag.spec.help.strip(), f"--{flag.name} has no help text"
 
 
 def test_gpus_per_trial_accepts_fractions():

@@ -271,7 +271,7 @@ def test_phantom_layout_and_reuse(tmp_path):
 @pytest.mark.slow
 def test_two_trial_sweep_end_to_end(ray_local, tmp_path):
     from tuning.pipeline import RunOptions, run_pipeline
-    from tuning.sweep import SweepSettings
+    from tuning.search.settings import SweepSettings
 
     root = luna16_phantom(tmp_path / "phantoms", n_series=8, seed=2)
     options = RunOptions(

@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 
 from core.data.prepared import DataOptions
-from tuning.options import RunOptions
+from tuning.config.options import RunOptions
 from tuning.pipeline import run_pipeline
-from tuning.sweep import SweepSettings
+from tuning.search.settings import SweepSettings
 from tests.conftest import ensure_ray
 
 pytestmark = pytest.mark.slow

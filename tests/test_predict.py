@@ -11,7 +11,7 @@ from core.imageio import read_image_2d, read_volume, voxel_to_world, write_volum
 from core.model_folder import load_model_folder
 from tests.model_folders import (EGFR, GEOMETRY, LUNA, ct_volume, random_model_folder,
                                  trained_segmentation_folder, write_case_folder, write_images)
-from tuning.predict import main
+from tuning.serve.predict import main
 
 
 def model_probability(model, x: np.ndarray) -> np.ndarray:

@@ -195,7 +195,7 @@ def test_generalized_dice_shapes_and_a_perfect_prediction_scores_lower():
 
 
 def test_overlays_are_non_blank_pngs(tmp_path):
-    from tuning.overlays import save_overlays
+    from tuning.results.overlays import save_overlays
 
     rng = np.random.default_rng(0)
     images = rng.random((9, 1, 32, 32)).astype(np.float32)
@@ -220,9 +220,9 @@ def test_a_two_trial_sweep_runs_end_to_end(ray_local, tiny_seg, tmp_path):
 
     import pandas as pd
 
-    from tuning.options import RunOptions
+    from tuning.config.options import RunOptions
     from tuning.pipeline import run_pipeline
-    from tuning.sweep import SweepSettings
+    from tuning.search.settings import SweepSettings
 
     options = RunOptions(
         space="segmentation", data=DataOptions(root=tiny_seg, cache_dir=tmp_path / "cache"),

@@ -181,9 +181,9 @@ def test_missing_or_foreign_weights_raise(tmp_path):
 def test_a_two_trial_sweep_runs_end_to_end(ray_local, tmp_path):
     import pandas as pd
 
-    from tuning.options import RunOptions
+    from tuning.config.options import RunOptions
     from tuning.pipeline import run_pipeline
-    from tuning.sweep import SweepSettings
+    from tuning.search.settings import SweepSettings
 
     root = xray_phantom(tmp_path / "phantoms", scale=0.15, seed=2)
     options = RunOptions(

@@ -1,6 +1,6 @@
 """The W&B runs of a sweep: Ray's driver-side logger made safe and tidy, and one run per retrain.
 
-Imported lazily by ``tuning.tracking`` (it imports wandb). A W&B failure is logged as a warning
+Imported lazily by ``tuning.tracking.callbacks`` (it imports wandb). A W&B failure is logged as a warning
 and never stops a sweep; no API key is ever passed to W&B or written anywhere by this module.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from ray.air.integrations.wandb import WandbLoggerCallback, _WandbLoggingActor
 
-from tuning.wandb_search import plain, wandb_name
+from tuning.search.wandb_search import plain, wandb_name
 
 log = logging.getLogger(__name__)
 

@@ -40,7 +40,7 @@ def wandb_callbacks(*, mode: str, project: str, group: str, job_type: str,
     if mode == "disabled":
         return []
     try:
-        from tuning.wandb_logging import SafeWandbLoggerCallback
+        from tuning.tracking.wandb_logging import SafeWandbLoggerCallback
     except ImportError:
         log.warning("wandb is not installed: trials are not tracked in W&B")
         return []
@@ -59,7 +59,7 @@ def log_wandb_retrains(runs: list, *, mode: str, project: str, group: str, folde
     if mode == "disabled" or not runs:
         return 0
     try:
-        from tuning.wandb_logging import log_retrains
+        from tuning.tracking.wandb_logging import log_retrains
     except ImportError:
         log.warning("wandb is not installed: retrains are not tracked in W&B")
         return 0

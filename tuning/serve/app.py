@@ -26,7 +26,7 @@ from core.evaluate import predict
 from core.imageio import read_image_2d
 from core.inference import USES_MASKS, USES_POINTS, Case, decide, load_input, mask_image
 from core.model_folder import MODEL_FILE, LoadedModel, load_model_folder, model_folder_of
-from tuning.uploads import UploadError, UploadLimit, accepted_inputs, stage_upload
+from tuning.serve.uploads import UploadError, UploadLimit, accepted_inputs, stage_upload
 
 try:  # the optional "serve" extra: pip install "medtune[serve]"
     from fastapi import FastAPI, File, Form, Request, UploadFile

@@ -24,9 +24,9 @@ import pandas as pd  # noqa: E402
 import ray  # noqa: E402
 
 from core.config import TrialConfig  # noqa: E402
-from core.metrics import VAL_LOSS  # noqa: E402
 from core.data.prepared import DataOptions  # noqa: E402
 from core.data.tasks import prepare  # noqa: E402
+from core.metrics import VAL_LOSS  # noqa: E402
 from search_spaces import get_space  # noqa: E402
 from tuning.search.settings import SweepSettings  # noqa: E402
 from tuning.search.sweep import build_tuner  # noqa: E402

@@ -28,8 +28,8 @@ from core.data.prepared import DataOptions  # noqa: E402
 from core.data.tasks import prepare  # noqa: E402
 from core.train import quiet_lightning, train  # noqa: E402
 from search_spaces import get_space  # noqa: E402
-from tuning.search.space import flatten, nest  # noqa: E402
 from tuning.search.settings import SweepSettings  # noqa: E402
+from tuning.search.space import flatten, nest  # noqa: E402
 from tuning.search.sweep import build_tuner  # noqa: E402
 
 

@@ -21,8 +21,16 @@ from core.config import DataConfig
 from core.data.luna16 import COORDS
 from core.errors import DataError
 from core.evaluate import predict
-from core.imageio import (IMAGE_2D_SUFFIXES, find_volumes, read_image_2d, read_volume, resize,
-                          volume_suffix, world_to_voxel, write_image_2d)
+from core.imageio import (
+    IMAGE_2D_SUFFIXES,
+    find_volumes,
+    read_image_2d,
+    read_volume,
+    resize,
+    volume_suffix,
+    world_to_voxel,
+    write_image_2d,
+)
 from core.model_folder import LoadedModel
 
 logger = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ import pytest
 from core.config import DataConfig
 from core.data import egfr as egfr_module
 from core.data.cache import cached_arrays, dataset_fingerprint
-from core.data.egfr import preprocess_case, prepare_egfr, read_egfr_manifest
+from core.data.egfr import prepare_egfr, preprocess_case, read_egfr_manifest
 from core.data.phantoms import egfr_phantom
 from core.data.prepared import DataOptions
 from core.errors import DataError

@@ -18,10 +18,10 @@ from ray import tune
 
 from search_spaces import get_space
 from search_spaces.types import choice
-from tuning.search.trials import trial_status, trials_table
-from tuning.search.space import nest
 from tuning.search.settings import SweepSettings
+from tuning.search.space import nest
 from tuning.search.sweep import build_tuner, sweep_trainable
+from tuning.search.trials import trial_status, trials_table
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]

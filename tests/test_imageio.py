@@ -7,8 +7,17 @@ import numpy as np
 import pytest
 
 from core.errors import DataError
-from core.imageio import (Geometry, find_volumes, read_geometry, read_volume, resize, voxel_to_world,
-                          world_to_voxel, write_dicom_series, write_volume)
+from core.imageio import (
+    Geometry,
+    find_volumes,
+    read_geometry,
+    read_volume,
+    resize,
+    voxel_to_world,
+    world_to_voxel,
+    write_dicom_series,
+    write_volume,
+)
 
 IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 FLIPPED = (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0)

@@ -11,10 +11,10 @@ from core.data.tasks import prepare
 from core.errors import DataError
 from core.evaluate import predict
 from core.model_folder import load_model_folder
+from tests.conftest import ensure_ray
 from tuning.config.options import RunOptions
 from tuning.search.settings import SweepSettings
 from tuning.tracking.callbacks import local_mlflow_uri
-from tests.conftest import ensure_ray
 
 
 @pytest.fixture(scope="module")

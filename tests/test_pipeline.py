@@ -5,10 +5,10 @@ import pandas as pd
 import pytest
 
 from core.data.prepared import DataOptions
+from tests.conftest import ensure_ray
 from tuning.config.options import RunOptions
 from tuning.pipeline import run_pipeline
 from tuning.search.settings import SweepSettings
-from tests.conftest import ensure_ray
 
 pytestmark = pytest.mark.slow
 

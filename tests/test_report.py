@@ -11,13 +11,19 @@ from matplotlib.image import imread
 from core.data.prepared import DataOptions
 from search_spaces import get_space
 from search_spaces.types import choice, loguniform, randint, uniform
-from tuning.results import plots
-from tuning.results.analysis import (Skipped, best_so_far, choice_label, number, param_importance,
-                             search_methods)
+from tests.conftest import ensure_ray
 from tuning.config.options import RunOptions
+from tuning.results import plots
+from tuning.results.analysis import (
+    Skipped,
+    best_so_far,
+    choice_label,
+    number,
+    param_importance,
+    search_methods,
+)
 from tuning.results.report import final_sections, write_report
 from tuning.search.settings import SweepSettings
-from tests.conftest import ensure_ray
 
 SWEEP_PLOTS = ["best_so_far.png", "parameters.png", "importance.png", "stopping.png",
                "learning_curves.png"]

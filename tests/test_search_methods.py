@@ -14,13 +14,11 @@ from core.data.prepared import DataOptions
 from core.errors import ConfigError
 from search_spaces import SPACE_NAMES, get_space
 from search_spaces.types import Choice, IntUniform, LogUniform, Uniform
-from tuning.search.searchers import (build_scheduler, build_searcher, check_search, optuna_storage,
-                              seed_point)
-from tuning.search.space import flatten, param_space
+from tuning.search.searchers import build_scheduler, build_searcher, check_search, optuna_storage, seed_point
 from tuning.search.settings import SweepSettings
+from tuning.search.space import flatten, param_space
 from tuning.search.sweep import build_tuner
-from tuning.search.wandb_search import (WandbBayesSearch, WandbHyperband, wandb_parameter,
-                                 wandb_sweep_config)
+from tuning.search.wandb_search import WandbBayesSearch, WandbHyperband, wandb_parameter, wandb_sweep_config
 
 EGFR = get_space("egfr")
 needs_sweeps = pytest.mark.skipif(importlib.util.find_spec("sweeps") is None,
@@ -113,8 +111,8 @@ def test_each_distribution_becomes_its_wandb_parameter(dist, expected):
 @needs_sweeps
 @pytest.mark.parametrize("space", SPACE_NAMES)
 def test_the_exported_sweep_yaml_passes_wandbs_schema(space, tmp_path):
-    from tuning.tracking.export import main
     from tuning.search.wandb_search import require_sweeps
+    from tuning.tracking.export import main
 
     sweeps = require_sweeps()
 

@@ -10,8 +10,13 @@ import torch
 from core.config import DataConfig, LossConfig, ModelConfig
 from core.data.phantoms.segmentation import segmentation_phantom
 from core.data.prepared import DataOptions
-from core.data.segmentation import (load_pair, prepare_segmentation, read_mask,
-                                    read_segmentation_manifest, split_segmentation)
+from core.data.segmentation import (
+    load_pair,
+    prepare_segmentation,
+    read_mask,
+    read_segmentation_manifest,
+    split_segmentation,
+)
 from core.errors import ConfigError, DataError
 from core.imageio import read_image_2d, resize_image_2d, write_image_2d
 from core.losses import build_loss

@@ -10,8 +10,14 @@ import torch
 from core.config import DataConfig, ModelConfig
 from core.data.phantoms.xray import xray_phantom
 from core.data.prepared import DataOptions
-from core.data.xray import (MIN_VAL_IMAGES, assign_splits, find_kermany_root, patient_of,
-                            prepare_xray, read_xray_manifest)
+from core.data.xray import (
+    MIN_VAL_IMAGES,
+    assign_splits,
+    find_kermany_root,
+    patient_of,
+    prepare_xray,
+    read_xray_manifest,
+)
 from core.errors import DataError
 from core.imageio import write_image_2d
 from core.models import build_model

@@ -18,19 +18,30 @@ from core.data.splits import write_splits
 from core.data.tasks import prepare
 from search_spaces import get_space
 from search_spaces.types import SearchSpace
+from tuning.config.options import RunOptions, save_options
 from tuning.results import outputs
 from tuning.results.analysis import histories_from_grid
-from tuning.config.options import RunOptions, save_options
 from tuning.results.overlays import save_overlays
 from tuning.results.report import write_report
-from tuning.search.trials import trials_table
-from tuning.search.retrain import (build_retrain_tuner, chosen_run, collect_runs, leaderboard,
-                            retrain_trainable, top_configs)
+from tuning.search.retrain import (
+    build_retrain_tuner,
+    chosen_run,
+    collect_runs,
+    leaderboard,
+    retrain_trainable,
+    top_configs,
+)
 from tuning.search.space import check_space
 from tuning.search.sweep import build_tuner, fit_or_resume, resolve_on_cluster, sweep_trainable
+from tuning.search.trials import trials_table
 from tuning.search.workers import worker_runtime_env
-from tuning.tracking.callbacks import (log_wandb_retrains, mlflow_callbacks, prepare_wandb, wandb_callbacks,
-                             wandb_mode)
+from tuning.tracking.callbacks import (
+    log_wandb_retrains,
+    mlflow_callbacks,
+    prepare_wandb,
+    wandb_callbacks,
+    wandb_mode,
+)
 
 log = logging.getLogger(__name__)
 

@@ -13,11 +13,11 @@ from ray import tune
 from core.evaluate import evaluate_predictions
 from search_spaces.types import SearchSpace
 from tuning.search.progress import retrain_table
-from tuning.search.trials import best_of
-from tuning.search.space import flatten, nest
 from tuning.search.settings import SweepSettings
+from tuning.search.space import flatten, nest
 from tuning.search.sweep import short_name, with_trial_resources
 from tuning.search.trainable import retrain_trial
+from tuning.search.trials import best_of
 
 
 @dataclass

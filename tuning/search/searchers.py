@@ -116,7 +116,6 @@ def build_searcher(space: SearchSpace, settings: SweepSettings, overrides: dict[
             space, overrides=overrides, seed=settings.seed, points_to_evaluate=points,
             min_iter=grace_epochs(settings), eta=settings.reduction_factor)
     else:
-        import optuna
         from ray.tune.search.optuna import OptunaSearch
 
         storage = optuna_storage(settings.optuna_storage) if settings.optuna_storage else None

@@ -24,14 +24,8 @@ def wandb_mode() -> str:
 
 
 def prepare_wandb(enabled: bool) -> str:
-    """Decide the mode before Ray starts, so trial and logger processes inherit WANDB_MODE."""
-    if not enabled:
-        return "disabled"
-    os.environ.setdefault("WANDB_SILENT", "true")
-    mode = wandb_mode()
-    if mode == "offline":
-        os.environ["WANDB_MODE"] = "offline"  # Ray's callback then skips its API-key check
-    return mode
+    """The run's W&B mode, decided once before it starts; every W&B call is then given it."""
+    return wandb_mode() if enabled else "disabled"
 
 
 def wandb_callbacks(*, mode: str, project: str, group: str, job_type: str,

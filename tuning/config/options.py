@@ -19,7 +19,7 @@ from core.data.prepared import DataOptions
 from search_spaces import SPACE_NAMES, get_space
 from search_spaces.types import SearchSpace
 from tuning.config.flags import Flag, FlagSpec, flag, flags_of
-from tuning.search.settings import SweepSettings
+from tuning.search.settings import SweepSettings, epoch_budget
 from tuning.tracking.callbacks import local_mlflow_uri
 
 log = logging.getLogger(__name__)
@@ -36,8 +36,10 @@ QUICK = {"num_samples": 8, "top_k": 2, "retrain_seeds": 2, "cpus_per_trial": 1.0
 class RunOptions:
     """Everything a run needs beyond the space: data location, sweep size, where results go.
 
-    ``name`` None becomes ``SPACE-YYYYmmdd-HHMMSS``; ``storage_path`` None means
-    ``$MEDTUNE_STORAGE_PATH``, else the results folder (see ``storage``).
+    ``name`` None becomes ``SPACE-YYYYmmdd-HHMMSS`` and ``sweep.max_epochs`` None the space's
+    budget, here, so saved options are complete; ``storage_path`` None means
+    ``$MEDTUNE_STORAGE_PATH``, else the results folder (see ``storage``). The cluster-dependent
+    choices (GPUs per trial, trials at once) stay None until the run resolves them on its cluster.
     """
 
     space: str | SearchSpace = field(metadata=flag(
@@ -69,9 +71,11 @@ class RunOptions:
         "folder (a file: store)", group="tracking", metavar="URI", const=LOCAL_MLFLOW, default_text="off"))
 
     def __post_init__(self) -> None:
+        space = get_space(self.space) if isinstance(self.space, str) else self.space
         if self.name is None:
-            space = self.space if isinstance(self.space, str) else self.space.name
-            self.name = f"{space}-{time.strftime('%Y%m%d-%H%M%S')}"
+            self.name = f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if self.sweep.max_epochs is None:
+            self.sweep = replace(self.sweep, max_epochs=epoch_budget(space.fixed))
 
     def results_path(self) -> Path:
         return (Path(self.results_dir) / self.name).resolve()

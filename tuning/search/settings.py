@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 SEARCHES = ("tpe", "random", "wandb-bayes")
 SCHEDULERS = ("auto", "asha", "wandb-hyperband", "none")
+DEFAULT_EPOCHS = 60  # the budget of a space whose fixed config names none
 
 
 def _flag(help: str, **spec: Any) -> dict[str, Any]:
@@ -55,6 +56,11 @@ class SweepSettings:
     def resolved(self) -> bool:
         """Whether every automatic choice has been made (see ``resolve``)."""
         return None not in (self.max_epochs, self.max_concurrent, self.gpus_per_trial)
+
+
+def epoch_budget(fixed: Mapping[str, Any]) -> int:
+    """A space's epoch budget per trial: its fixed ``train/max_epochs``."""
+    return int(fixed.get("train/max_epochs", DEFAULT_EPOCHS))
 
 
 def resolve(settings: SweepSettings, *, budget: int, cluster: Mapping[str, float]) -> SweepSettings:

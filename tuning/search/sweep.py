@@ -13,12 +13,11 @@ from ray import tune
 from search_spaces.types import SearchSpace
 from tuning.search.progress import trial_table
 from tuning.search.searchers import build_scheduler, build_searcher
-from tuning.search.settings import SweepSettings, resolve
+from tuning.search.settings import SweepSettings, epoch_budget, resolve
 from tuning.search.space import param_space
 from tuning.search.trainable import sweep_trial
 
 log = logging.getLogger(__name__)
-DEFAULT_EPOCHS = 60  # a space without train/max_epochs
 # Tuple choices (e.g. UNet channels) are fine in memory; Optuna only warns about storing them.
 TUPLE_CHOICES_WARNING = "Choices for a categorical distribution should be"
 
@@ -32,8 +31,7 @@ def resolve_on_cluster(settings: SweepSettings, space: SearchSpace) -> SweepSett
     """``tuning.search.settings.resolve`` against the space's epoch budget and the running Ray cluster."""
     if settings.resolved:
         return settings
-    budget = int(space.fixed.get("train/max_epochs", DEFAULT_EPOCHS))
-    return resolve(settings, budget=budget, cluster=ray.cluster_resources())
+    return resolve(settings, budget=epoch_budget(space.fixed), cluster=ray.cluster_resources())
 
 
 def with_trial_resources(fn: Any, settings: SweepSettings, **params: Any) -> Any:

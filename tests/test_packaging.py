@@ -1,5 +1,7 @@
 """The console command, the single version, and setup files that name no package index."""
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -44,3 +46,12 @@ def test_setup_and_ci_name_no_package_index_and_ci_lints_first():
     assert not re.search(r"https?://|--index-url|--extra-index-url", setup)
     ci = (ROOT / ".ci" / "run").read_text()
     assert "ruff check ." in ci and ci.index("ruff check .") < ci.index("pytest")
+
+
+@pytest.mark.parametrize("module,flag", [("tuning.run", "--num-samples"), ("tuning.predict", "--out"),
+                                         ("tuning.serve", "--max-upload-mb"), ("tuning.compare", "--out"),
+                                         ("tuning.export_wandb_sweep", "--space")])
+def test_the_documented_module_commands_still_run(module, flag):
+    out = subprocess.run([sys.executable, "-m", module, "--help"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0 and f"python -m {module}" in out.stdout and flag in out.stdout

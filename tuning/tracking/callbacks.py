@@ -69,18 +69,21 @@ def mlflow_callbacks(*, uri: str | None, experiment: str, job_type: str) -> list
     """Ray's driver-side MLflow logger: one MLflow run per trial, tagged ``job_type``; none without a URI.
 
     MLflow 3 refuses ``file:`` stores unless ``MLFLOW_ALLOW_FILE_STORE`` is set; a local store is
-    what ``--mlflow`` asks for, so it is set here (a database or server URI needs nothing).
+    what ``--mlflow`` asks for, so its callback allows it while it opens the store (a database or
+    server URI needs nothing).
     """
     if not uri:
         return []
-    if uri.startswith("file:") or "://" not in uri:
-        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     try:
         import mlflow  # noqa: F401  (Ray's callback needs it; fail here with a clear message)
         from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+        from tuning.tracking.mlflow_logging import FileStoreMLflowLoggerCallback
     except ImportError:
         log.warning("mlflow is not installed (pip install 'medtune[mlflow]'): trials are not "
                     "tracked in MLflow")
         return []
-    return [MLflowLoggerCallback(tracking_uri=uri, experiment_name=experiment,
-                                 tags={"job_type": job_type}, save_artifact=False)]
+    local = uri.startswith("file:") or "://" not in uri
+    callback = FileStoreMLflowLoggerCallback if local else MLflowLoggerCallback
+    return [callback(tracking_uri=uri, experiment_name=experiment, tags={"job_type": job_type},
+                     save_artifact=False)]

@@ -5,19 +5,18 @@ and never stops a sweep; no API key is ever passed to W&B or written anywhere by
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import math
-import os
 import re
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from ray.air.integrations.wandb import WandbLoggerCallback, _WandbLoggingActor
 
 from tuning.search.wandb_search import plain, wandb_name
+from tuning.tracking.scoped_env import scoped_env
 
 log = logging.getLogger(__name__)
 
@@ -33,25 +32,6 @@ def wandb_config(config: dict[str, Any]) -> dict[str, Any]:
         else:
             flat[wandb_name(key)] = plain(value)
     return flat
-
-
-@contextlib.contextmanager
-def _mode_for_key_check(mode: str | None) -> Iterator[None]:
-    """Ray's callback asks for an API key at setup unless ``WANDB_MODE`` is offline or disabled;
-    the callback's own ``mode`` says so for the length of that check (then the variable is
-    restored), so no key is needed offline and the process's environment is left as it was."""
-    if mode not in ("offline", "disabled"):
-        yield
-        return
-    before = os.environ.get("WANDB_MODE")
-    os.environ["WANDB_MODE"] = mode
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("WANDB_MODE", None)
-        else:
-            os.environ["WANDB_MODE"] = before
 
 
 class QuietWandbActor(_WandbLoggingActor):
@@ -94,7 +74,10 @@ class SafeWandbLoggerCallback(WandbLoggerCallback):
             return None
 
     def setup(self, *args: Any, **kwargs: Any) -> None:
-        with _mode_for_key_check(self.kwargs.get("mode")):
+        # Ray's callback asks for an API key at setup unless WANDB_MODE says offline or disabled:
+        # the callback's own mode says so for the length of that check.
+        mode = self.kwargs.get("mode")
+        with scoped_env("WANDB_MODE", mode if mode in ("offline", "disabled") else None):
             self._safely("setup", super().setup, *args, **kwargs)
 
     def log_trial_start(self, trial: Any) -> None:

@@ -92,3 +92,10 @@ def test_no_private_argparse_or_reporter_api():
              for p in (ROOT / folder).rglob("*.py")
              if p.name != "test_run_flags.py" and private.search(p.read_text())]
     assert users == []
+
+
+def test_options_saved_with_the_old_automatic_markers_still_load():
+    payload = RunOptions(space="egfr", name="old").to_json()
+    payload["sweep"].update(gpus_per_trial=-1.0, max_concurrent=0)  # the markers before None
+    loaded = RunOptions.from_json(payload)
+    assert (loaded.sweep.gpus_per_trial, loaded.sweep.max_concurrent) == (None, None)

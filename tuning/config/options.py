@@ -97,12 +97,16 @@ class RunOptions:
         for key in ("root", "labels_csv", "cache_dir"):
             if data.get(key) is not None:
                 data[key] = Path(data[key])
-        sweep = SweepSettings(**payload["sweep"])
+        sweep = dict(payload["sweep"])
+        if (sweep.get("gpus_per_trial") or 0) < 0:  # runs saved before automatic choices were None
+            sweep["gpus_per_trial"] = None
+        if sweep.get("max_concurrent") == 0:
+            sweep["max_concurrent"] = None
         rest = {k: v for k, v in payload.items() if k not in ("data", "sweep")}
         rest["results_dir"] = Path(rest["results_dir"])
         rest["overrides"] = {k: tuple(v) if isinstance(v, list) else v
                              for k, v in rest.get("overrides", {}).items()}
-        return cls(data=DataOptions(**data), sweep=sweep, **rest)
+        return cls(data=DataOptions(**data), sweep=SweepSettings(**sweep), **rest)
 
 
 def save_options(options: RunOptions, folder: Path) -> Path:

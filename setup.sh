@@ -12,16 +12,10 @@ if python -c "import torch" 2>/dev/null; then
 elif command -v nvidia-smi >/dev/null 2>&1; then
     pip install --quiet torch
 else
-    # CPU-only: a CPU wheel that pip's configured local wheel folders hold, else PyTorch's
-    # CPU wheel index (an unpinned torch from PyPI would be a multi-GB CUDA build).
-    wheels=$(mktemp -d)
-    if pip download --quiet --no-deps --no-index torch==2.13.0 -d "$wheels" >/dev/null 2>&1; then
-        pip install --quiet torch==2.13.0
-    else
-        pip install --quiet torch --index-url https://download.pytorch.org/whl/cpu \
-            --extra-index-url https://pypi.org/simple
-    fi
-    rm -rf "$wheels"
+    # CPU-only: the CPU build of torch, pinned, from pip's configured index (an unpinned torch
+    # could be a multi-GB CUDA build). For another index, set pip's own variables first, e.g.
+    # PIP_INDEX_URL / PIP_EXTRA_INDEX_URL, or PIP_FIND_LINKS for a folder of wheels.
+    pip install --quiet torch==2.13.0
 fi
 extras=""
 [ "${1:-}" = "--dev" ] && extras="[dev]"

@@ -24,11 +24,12 @@ import pandas as pd  # noqa: E402
 import ray  # noqa: E402
 
 from core.config import TrialConfig  # noqa: E402
-from core.metrics import VAL_LOSS  # noqa: E402
 from core.data.prepared import DataOptions  # noqa: E402
+from core.metrics import VAL_LOSS  # noqa: E402
 from core.tasks import get_task, prepare  # noqa: E402
 from search_spaces import get_space  # noqa: E402
-from tuning.sweep import SweepSettings, build_tuner  # noqa: E402
+from tuning.search.settings import SweepSettings  # noqa: E402
+from tuning.search.sweep import build_tuner  # noqa: E402
 
 METHODS = [("tpe", "asha"), ("random", "asha"), ("wandb-bayes", "wandb-hyperband")]
 

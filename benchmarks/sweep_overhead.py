@@ -28,8 +28,9 @@ from core.data.prepared import DataOptions  # noqa: E402
 from core.tasks import get_task, prepare  # noqa: E402
 from core.train import quiet_lightning, train  # noqa: E402
 from search_spaces import get_space  # noqa: E402
-from tuning.space import flatten, nest  # noqa: E402
-from tuning.sweep import SweepSettings, build_tuner  # noqa: E402
+from tuning.search.settings import SweepSettings  # noqa: E402
+from tuning.search.space import flatten, nest  # noqa: E402
+from tuning.search.sweep import build_tuner  # noqa: E402
 
 
 def overhead(grid: tune.ResultGrid, wall: float, slots: int) -> tuple[float, float]:

@@ -20,8 +20,16 @@ import numpy as np
 from scipy.special import expit, logit
 from scipy.stats import beta
 
-from core.resampling import (Z95, GroupAUROC, combine, group_codes, group_strata, quantile,
-                             variance_parts, weighted_auroc)
+from core.resampling import (
+    Z95,
+    GroupAUROC,
+    combine,
+    group_codes,
+    group_strata,
+    quantile,
+    variance_parts,
+    weighted_auroc,
+)
 
 N_BOOT = 2000
 FEW_POSITIVES = 10  # fewer positive groups than this: the interval is flagged as fragile

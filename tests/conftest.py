@@ -13,8 +13,11 @@ def ensure_ray():
     """Start the small local Ray cluster (2 CPUs) the Ray tests share, unless it is running."""
     import ray
 
+    from tuning.search.workers import worker_runtime_env
+
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
+        ray.init(num_cpus=2, include_dashboard=False, configure_logging=False,
+                 runtime_env=worker_runtime_env())
     return ray
 
 

@@ -60,7 +60,7 @@ def mhd_pair(folder: Path, data_file: str, *, raw_bytes: int | None = None) -> P
     raw = folder / "scan.raw"
     if raw_bytes is not None:
         raw.write_bytes(raw.read_bytes()[:raw_bytes])
-    text = header.read_text().replace("ElementDataFile = scan.raw", f"ElementDataFile = {data_file}")
+    text = header.read_text(encoding="utf-8").replace("ElementDataFile = scan.raw", f"ElementDataFile = {data_file}")
     header.write_text(text)
     return header
 

@@ -3,6 +3,7 @@ import shutil
 
 import pytest
 
+from tuning.config.options import RUN_FLAGS
 from tuning.run import main, parser
 
 
@@ -12,8 +13,8 @@ def run(capsys, *argv):
 
 
 def test_every_flag_has_help():
-    for action in parser()._actions:
-        assert action.help, f"{action.option_strings} has no help text"
+    for flag in RUN_FLAGS:
+        assert flag.spec.help.strip(), f"--{flag.name} has no help text"
 
 
 def test_gpus_per_trial_accepts_fractions():
@@ -42,7 +43,7 @@ def test_a_dataset_too_small_to_split_exits_2(capsys, tmp_path, tiny_egfr):
     small = tmp_path / "small"
     shutil.copytree(tiny_egfr, small)
     csv = small / "clinical.csv"
-    lines = csv.read_text().splitlines()
+    lines = csv.read_text(encoding="utf-8").splitlines()
     csv.write_text("\n".join(lines[:7]) + "\n")  # header + 6 cases
     code, err = run(capsys, "--data", str(small), "--results-dir", str(tmp_path / "results"))
     assert code == 2 and "split" in err.lower()

@@ -82,7 +82,7 @@ def validated(config: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture
 def text() -> str:
-    return CLUSTER_YAML.read_text()
+    return CLUSTER_YAML.read_text(encoding="utf-8")
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from tests.test_report import assert_real_png, run_tiny, tiny_options
-from tuning.compare import main
+from tuning.results.compare import main
 
 
 @pytest.fixture(scope="module")

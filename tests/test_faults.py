@@ -18,9 +18,10 @@ from ray import tune
 
 from search_spaces import get_space
 from search_spaces.types import choice
-from tuning.results import trial_status, trials_table
-from tuning.space import nest
-from tuning.sweep import SweepSettings, build_tuner, sweep_trainable
+from tuning.search.settings import SweepSettings
+from tuning.search.space import nest
+from tuning.search.sweep import build_tuner, sweep_trainable
+from tuning.search.trials import trial_status, trials_table
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,7 +69,7 @@ def _nodes_seen(folder: Path) -> dict[str, set]:
     """trial folder -> node ids it reported from, read from Tune's result.json files."""
     seen = {}
     for result in folder.glob("trial_*/result.json"):
-        rows = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
+        rows = [json.loads(line) for line in result.read_text(encoding="utf-8").splitlines() if line.strip()]
         seen[result.parent.name] = {row.get("node_id") for row in rows}
     return seen
 
@@ -146,14 +147,13 @@ def test_a_killed_driver_resumes_with_every_trial_once(no_ray, tiny_egfr, tmp_pa
     trials = pd.read_csv(tmp_path / "killed" / "trials.csv")
     assert len(trials) == 6 and trials["trial_id"].is_unique
     assert trials["best_val/auroc"].notna().all()
-    assert json.loads((tmp_path / "killed" / "summary.json").read_text())["trials"]["total"] == 6
+    assert json.loads((tmp_path / "killed" / "summary.json").read_text(encoding="utf-8"))["trials"]["total"] == 6
 
 
-def test_a_reused_trial_process_waits_for_a_stopped_trial_to_end_its_epoch(monkeypatch):
+def test_a_reused_trial_process_waits_for_a_stopped_trial_to_end_its_epoch(ray_local):
     """ASHA stops trials mid-epoch; Tune's 2 s default wait would error the next trial."""
-    from tuning.trainable import trial_resources
+    @ray_local.remote
+    def wait_s() -> str | None:
+        return os.environ.get("TUNE_FUNCTION_THREAD_TIMEOUT_S")
 
-    monkeypatch.delenv("TUNE_FUNCTION_THREAD_TIMEOUT_S", raising=False)
-    with trial_resources(1):
-        pass
-    assert int(os.environ["TUNE_FUNCTION_THREAD_TIMEOUT_S"]) >= 600
+    assert int(ray_local.get(wait_s.remote())) >= 600

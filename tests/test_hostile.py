@@ -15,10 +15,10 @@ with warnings.catch_warnings():  # Starlette asks for httpx2 over httpx; both wo
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient  # noqa: E402
 
-import tuning.serve as serve  # noqa: E402
+import tuning.serve.app as serve  # noqa: E402
 from tests import damaged  # noqa: E402
 from tests.model_folders import EGFR, XRAY, random_model_folder, zip_folder  # noqa: E402
-from tuning.serve import create_app, is_loopback, main  # noqa: E402
+from tuning.serve.app import create_app, is_loopback, main  # noqa: E402
 
 BASE = "http://127.0.0.1"
 LIMITS = {"max_upload_bytes": 1024 * 1024, "max_voxels": 200_000, "max_pixels": 1_000_000}

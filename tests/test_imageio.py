@@ -9,8 +9,19 @@ import numpy as np
 import pytest
 
 from core.errors import DataError
-from core.imageio import (Geometry, check_input, find_volumes, read_geometry, read_image_2d, read_volume,
-                          resize, voxel_to_world, world_to_voxel, write_dicom_series, write_volume)
+from core.imageio import (
+    Geometry,
+    check_input,
+    find_volumes,
+    read_geometry,
+    read_image_2d,
+    read_volume,
+    resize,
+    voxel_to_world,
+    world_to_voxel,
+    write_dicom_series,
+    write_volume,
+)
 from tests import damaged
 
 IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)

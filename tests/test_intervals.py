@@ -1,5 +1,4 @@
 """Test intervals: grouped, stratified, never a point, and with measured coverage."""
-import itertools
 import time
 
 import numpy as np
@@ -7,9 +6,15 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from benchmarks.interval_coverage import run_cell
-from core.intervals import (auroc_interval, binary_intervals, clopper_pearson, mean_interval,
-                            ratio_interval, wilson)
-from core.resampling import GroupAUROC, group_codes, variance_parts, weighted_auroc
+from core.intervals import (
+    auroc_interval,
+    binary_intervals,
+    clopper_pearson,
+    mean_interval,
+    ratio_interval,
+    wilson,
+)
+from core.resampling import variance_parts, weighted_auroc
 
 
 def scores(n=120, share=0.3, seed=0):

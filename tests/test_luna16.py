@@ -13,14 +13,14 @@ import pytest
 import torch
 
 from core.config import DataConfig, ModelConfig, TrialConfig
-from core.tasks import prepare
-from core.tasks.luna16 import TASK, cutout, read_luna16_manifest, select_pool, window
 from core.data.phantoms.luna16 import luna16_phantom
 from core.data.prepared import DataOptions
 from core.data.sampling import NegativeRatioSampler, sampler_for
 from core.errors import DataError
 from core.imageio import Geometry, read_volume, voxel_to_world, world_to_voxel, write_volume
 from core.models import build_model
+from core.tasks import prepare
+from core.tasks.luna16 import TASK, cutout, read_luna16_manifest, select_pool, window
 from search_spaces import get_space
 
 SPACE = get_space("luna16")
@@ -269,14 +269,14 @@ def test_phantom_layout_and_reuse(tmp_path):
     assert list(pd.read_csv(folder / "annotations.csv").columns) == [*COLUMNS, "diameter_mm"]
     directions = {read_volume(p)[1].direction for p in series}
     assert len(directions) > 1
-    marker = json.loads((folder / ".complete.json").read_text())
+    marker = json.loads((folder / ".complete.json").read_text(encoding="utf-8"))
     assert marker["n_series"] == 6
 
 
 @pytest.mark.slow
 def test_two_trial_sweep_end_to_end(ray_local, tmp_path):
     from tuning.pipeline import RunOptions, run_pipeline
-    from tuning.sweep import SweepSettings
+    from tuning.search.settings import SweepSettings
 
     root = luna16_phantom(tmp_path / "phantoms", n_series=8, seed=2)
     options = RunOptions(
@@ -299,4 +299,4 @@ def test_two_trial_sweep_end_to_end(ray_local, tmp_path):
     assert 0.0 < payload["test_prevalence"] < 0.5
     assert not splits["in_pool"].all()  # unpooled train negatives are listed too
     assert splits.loc[splits["split"] != "train", "in_pool"].all()
-    assert "CPM (FROC)" in (folder / "report.md").read_text()
+    assert "CPM (FROC)" in (folder / "report.md").read_text(encoding="utf-8")

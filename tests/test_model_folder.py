@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from core.data.prepared import DataOptions
-from core.tasks import get_task, prepare
 from core.errors import DataError
 from core.evaluate import predict
 from core.model_folder import load_model_folder
-from tuning.options import RunOptions
-from tuning.sweep import SweepSettings
-from tuning.tracking import local_mlflow_uri
+from core.tasks import get_task, prepare
 from tests.conftest import ensure_ray
+from tuning.config.options import RunOptions
+from tuning.search.settings import SweepSettings
+from tuning.tracking.callbacks import local_mlflow_uri
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +38,13 @@ def finished_run(tiny_egfr, tmp_path_factory):
 @pytest.mark.slow
 def test_best_holds_everything_needed_to_use_the_model(finished_run):
     best = finished_run.results_path() / "best"
-    info = json.loads((best / "model.json").read_text())
+    info = json.loads((best / "model.json").read_text(encoding="utf-8"))
     assert info["name"] == "tiny" and info["task"] == "egfr"
     assert info["class_names"] == ["Wildtype", "Mutant"]
     assert info["preprocessing"]["shape"] == [16, 16, 16]
     assert info["preprocessing"]["hu_window"] == [-1000.0, 400.0]
     assert set(info["versions"]) >= {"medtune", "torch", "monai", "python"}
-    assert info["threshold"] == json.loads((best / "threshold.json").read_text())["threshold"]
+    assert info["threshold"] == json.loads((best / "threshold.json").read_text(encoding="utf-8"))["threshold"]
     assert info["training_data"]["n_with_mask"] > 0
 
 

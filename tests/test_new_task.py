@@ -101,9 +101,9 @@ def spheres_registered():
 
 
 def test_a_registered_task_runs_end_to_end(spheres_registered, tmp_path):
-    from tuning.options import RunOptions
+    from tuning.config.options import RunOptions
     from tuning.pipeline import run_pipeline
-    from tuning.sweep import SweepSettings
+    from tuning.search.settings import SweepSettings
 
     assert "spheres" in task_names() and get_task("spheres") is TASK
     options = RunOptions(
@@ -113,7 +113,7 @@ def test_a_registered_task_runs_end_to_end(spheres_registered, tmp_path):
     payload = run_pipeline(options)
     folder = options.results_path()
     assert payload["space"] == "spheres" and 0.0 <= payload["test"]["auroc"]["value"] <= 1.0
-    model = json.loads((folder / "best" / "model.json").read_text())
+    model = json.loads((folder / "best" / "model.json").read_text(encoding="utf-8"))
     assert model["task"] == "spheres" and model["class_names"] == list(CLASSES)
     splits = pd.read_csv(folder / "splits.csv")
     assert len(splits) == 24 and set(splits["split"]) == {"train", "val", "test"}

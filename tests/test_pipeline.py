@@ -5,10 +5,10 @@ import pandas as pd
 import pytest
 
 from core.data.prepared import DataOptions
-from tuning.options import RunOptions
-from tuning.pipeline import run_pipeline
-from tuning.sweep import SweepSettings
 from tests.conftest import ensure_ray
+from tuning.config.options import RunOptions
+from tuning.pipeline import run_pipeline
+from tuning.search.settings import SweepSettings
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +48,7 @@ def test_trials_csv_has_one_row_per_trial_with_its_config(finished_run):
 
 def test_summary_holds_test_metrics_with_intervals(finished_run):
     payload, folder = finished_run
-    saved = json.loads((folder / "summary.json").read_text())
+    saved = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
     assert saved["space"] == "egfr" and saved["selection_metric"] == "val/auroc"
     auroc = saved["test"]["auroc"]
     if auroc["ci_low"] is None:  # the phantom's small test split: honest, not faked

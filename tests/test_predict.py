@@ -3,15 +3,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.tasks.egfr import load_case
-from core.tasks.luna16 import cutout, window
-from core.tasks.segmentation import load_image
 from core.evaluate import predict
 from core.imageio import read_image_2d, read_volume, voxel_to_world, write_volume
 from core.model_folder import load_model_folder
-from tests.model_folders import (EGFR, GEOMETRY, LUNA, ct_volume, random_model_folder,
-                                 trained_segmentation_folder, write_case_folder, write_images)
-from tuning.predict import main
+from core.tasks.egfr import load_case
+from core.tasks.luna16 import cutout, window
+from core.tasks.segmentation import load_image
+from tests.model_folders import (
+    EGFR,
+    GEOMETRY,
+    LUNA,
+    ct_volume,
+    random_model_folder,
+    trained_segmentation_folder,
+    write_case_folder,
+    write_images,
+)
+from tuning.serve.predict import main
 
 
 def model_probability(model, x: np.ndarray) -> np.ndarray:

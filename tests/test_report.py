@@ -11,13 +11,19 @@ from matplotlib.image import imread
 from core.data.prepared import DataOptions
 from search_spaces import get_space
 from search_spaces.types import choice, loguniform, randint, uniform
-from tuning import plots
-from tuning.analysis import (Skipped, best_so_far, choice_label, number, param_importance,
-                             search_methods)
-from tuning.options import RunOptions
-from tuning.report import final_sections, write_report
-from tuning.sweep import SweepSettings
 from tests.conftest import ensure_ray
+from tuning.config.options import RunOptions
+from tuning.results import plots
+from tuning.results.analysis import (
+    Skipped,
+    best_so_far,
+    choice_label,
+    number,
+    param_importance,
+    search_methods,
+)
+from tuning.results.report import final_sections, write_report
+from tuning.search.settings import SweepSettings
 
 SWEEP_PLOTS = ["best_so_far.png", "parameters.png", "importance.png", "stopping.png",
                "learning_curves.png"]
@@ -173,7 +179,7 @@ def test_search_methods_default_to_tpe_and_asha():
 
 
 def test_segmentation_final_sections_embed_overlays_and_a_dice_histogram(tmp_path):
-    from tuning.overlays import save_overlays
+    from tuning.results.overlays import save_overlays
 
     rng = np.random.default_rng(0)
     masks = np.zeros((8, 32, 32), np.uint8)

@@ -4,9 +4,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tuning.options import OPTIONS_YAML, save_options
-from tuning.run import config_keys, options_from_args, parse
-from tuning.tracking import local_mlflow_uri, mlflow_callbacks
+from tuning.config.command import options_from_args, parse
+from tuning.config.options import OPTIONS_YAML, config_keys, save_options
+from tuning.tracking.callbacks import local_mlflow_uri, mlflow_callbacks
 
 FLAGS = ["--space", "segmentation", "--quick", "--num-samples", "3", "--max-epochs", "2",
          "--cpus-per-trial", "0.5", "--seed", "7", "--top-k", "1", "--retrain-seeds", "1",
@@ -72,7 +72,7 @@ def test_run_options_yaml_reruns_the_run(tmp_path):
     options = options_from_args(parse([*FLAGS, "--results-dir", str(tmp_path)]))
     save_options(options, tmp_path)
     saved = tmp_path / OPTIONS_YAML
-    assert set(yaml.safe_load(saved.read_text())) <= set(config_keys())
+    assert set(yaml.safe_load(saved.read_text(encoding="utf-8"))) <= set(config_keys())
     assert options_from_args(parse(["--config", str(saved)])) == options
     renamed = options_from_args(parse(["--config", str(saved), "--name", "again"]))
     assert renamed.name == "again" and renamed.overrides == options.overrides

@@ -15,12 +15,11 @@ from core.errors import ConfigError
 from core.metrics import SCORE
 from search_spaces import SPACE_NAMES, get_space
 from search_spaces.types import Choice, IntUniform, LogUniform, Uniform
-from tuning.searchers import (build_scheduler, build_searcher, check_search, optuna_storage,
-                              seed_point)
-from tuning.space import flatten, param_space
-from tuning.sweep import SweepSettings, build_tuner
-from tuning.wandb_search import (WandbBayesSearch, WandbHyperband, wandb_parameter,
-                                 wandb_sweep_config)
+from tuning.search.searchers import build_scheduler, build_searcher, check_search, optuna_storage, seed_point
+from tuning.search.settings import SweepSettings
+from tuning.search.space import flatten, param_space
+from tuning.search.sweep import build_tuner
+from tuning.search.wandb_search import WandbBayesSearch, WandbHyperband, wandb_parameter, wandb_sweep_config
 
 EGFR = get_space("egfr")
 needs_sweeps = pytest.mark.skipif(importlib.util.find_spec("sweeps") is None,
@@ -113,14 +112,14 @@ def test_each_distribution_becomes_its_wandb_parameter(dist, expected):
 @needs_sweeps
 @pytest.mark.parametrize("space", SPACE_NAMES)
 def test_the_exported_sweep_yaml_passes_wandbs_schema(space, tmp_path):
-    from tuning.export_wandb_sweep import main
-    from tuning.wandb_search import require_sweeps
+    from tuning.search.wandb_search import require_sweeps
+    from tuning.tracking.export import main
 
     sweeps = require_sweeps()
 
     out = tmp_path / "sweep.yaml"
     assert main(["--space", space, "--out", str(out)]) == 0
-    text = out.read_text()
+    text = out.read_text(encoding="utf-8")
     assert text.startswith("# W&B sweep config") and "--search wandb-bayes" in text
     config = yaml.safe_load(text)
     assert sweeps.schema_violations_from_proposed_config(config) == []
@@ -175,7 +174,7 @@ def test_the_cli_resolves_auto_to_the_searchs_scheduler():
                  marks=needs_sweeps),
 ])
 def test_the_factory_builds_each_search_and_scheduler(search, scheduler, kinds):
-    settings = SweepSettings(search=search, scheduler=scheduler, max_concurrent=2)
+    settings = SweepSettings(search=search, scheduler=scheduler, max_concurrent=2, max_epochs=60)
     searcher = build_searcher(EGFR, settings, {})
     inner = getattr(searcher, "searcher", searcher)
     assert (type(inner).__name__, type(build_scheduler(EGFR, settings)).__name__) == kinds

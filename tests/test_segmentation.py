@@ -10,13 +10,12 @@ import torch
 from core.config import DataConfig, LossConfig, ModelConfig
 from core.data.phantoms.segmentation import segmentation_phantom
 from core.data.prepared import DataOptions
-from core.tasks import prepare
-from core.tasks.segmentation import (TASK, load_pair, read_mask,
-                                    read_segmentation_manifest, split_segmentation)
 from core.errors import ConfigError, DataError
 from core.imageio import read_image_2d, resize_image_2d, write_image_2d
 from core.losses import build_loss
 from core.models import build_model
+from core.tasks import prepare
+from core.tasks.segmentation import TASK, load_pair, read_mask, read_segmentation_manifest, split_segmentation
 
 GREY = (np.arange(12 * 16).reshape(12, 16) % 256).astype(np.uint8)
 RGB = np.stack([GREY, 255 - GREY, GREY // 2], axis=-1)
@@ -194,7 +193,7 @@ def test_generalized_dice_shapes_and_a_perfect_prediction_scores_lower():
 
 
 def test_overlays_are_non_blank_pngs(tmp_path):
-    from tuning.overlays import save_overlays
+    from tuning.results.overlays import save_overlays
 
     rng = np.random.default_rng(0)
     images = rng.random((9, 1, 32, 32)).astype(np.float32)
@@ -219,9 +218,9 @@ def test_a_two_trial_sweep_runs_end_to_end(ray_local, tiny_seg, tmp_path):
 
     import pandas as pd
 
-    from tuning.options import RunOptions
+    from tuning.config.options import RunOptions
     from tuning.pipeline import run_pipeline
-    from tuning.sweep import SweepSettings
+    from tuning.search.settings import SweepSettings
 
     options = RunOptions(
         space="segmentation", data=DataOptions(root=tiny_seg, cache_dir=tmp_path / "cache"),
@@ -234,7 +233,7 @@ def test_a_two_trial_sweep_runs_end_to_end(ray_local, tiny_seg, tmp_path):
     dice = payload["test"]["dice"]
     assert 0 <= dice["ci_low"] <= dice["value"] <= dice["ci_high"] <= 1
     assert len(pd.read_csv(folder / "trials.csv")) == 2
-    saved = json.loads((folder / "best" / "config.json").read_text())
+    saved = json.loads((folder / "best" / "config.json").read_text(encoding="utf-8"))
     assert saved["model/name"] == "unet" and saved["data/shape"] == [32, 32]
     splits = pd.read_csv(folder / "splits.csv")
     assert splits.groupby("group")["split"].nunique().max() == 1

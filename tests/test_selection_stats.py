@@ -11,13 +11,13 @@ from core.evaluate import evaluate_predictions
 from core.metrics import SCORE, VAL_AUROC
 from core.train import BestWeights
 from search_spaces import get_space
-from tuning.options import RunOptions
-from tuning.outputs import format_summary, summary
-from tuning.report import leaderboard_lines, protocol_lines, summary_lines
-from tuning.retrain import RetrainRun, chosen_run, leaderboard, retrain_seeds, split_groups
-from tuning.searchers import tune_metric
-from tuning.sweep import SweepSettings
-from tuning.trainable import best_so_far
+from tuning.config.options import RunOptions
+from tuning.results.outputs import format_summary, summary
+from tuning.results.report import leaderboard_lines, protocol_lines, summary_lines
+from tuning.search.retrain import RetrainRun, chosen_run, leaderboard, retrain_seeds, split_groups
+from tuning.search.searchers import tune_metric
+from tuning.search.settings import SweepSettings
+from tuning.search.trainable import best_so_far
 
 EGFR = get_space("egfr")
 

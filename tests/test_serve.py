@@ -18,14 +18,21 @@ with warnings.catch_warnings():  # Starlette asks for httpx2 over httpx; both wo
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient  # noqa: E402
 
-from core.tasks.egfr import load_case  # noqa: E402
-from core.tasks.xray import load_xray  # noqa: E402
 from core.evaluate import predict  # noqa: E402
 from core.imageio import read_volume, write_volume  # noqa: E402
 from core.model_folder import load_model_folder  # noqa: E402
-from tests.model_folders import (EGFR, XRAY, random_model_folder, trained_segmentation_folder,  # noqa: E402
-                                 write_case_folder, write_images, zip_folder)
-from tuning.serve import create_app  # noqa: E402
+from core.tasks.egfr import load_case  # noqa: E402
+from core.tasks.xray import load_xray  # noqa: E402
+from tests.model_folders import (  # noqa: E402
+    EGFR,
+    XRAY,
+    random_model_folder,
+    trained_segmentation_folder,
+    write_case_folder,
+    write_images,
+    zip_folder,
+)
+from tuning.serve.app import create_app  # noqa: E402
 
 LIMIT = 1024 * 1024  # bytes
 BASE = "http://127.0.0.1"  # a Host the server accepts

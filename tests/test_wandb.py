@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import pytest
 
 from core.data.prepared import DataOptions
-from tuning.options import RunOptions
-from tuning.sweep import SweepSettings
+from tuning.config.options import RunOptions
+from tuning.search.settings import SweepSettings
 
 wandb = pytest.importorskip("wandb")
 FAKE_KEY = "fake-key-0123456789abcdef0123456789abcdef01234567"
@@ -72,7 +72,7 @@ def fake_retrain(tmp_path, rank=0, seed=42):
 
 
 def test_a_trial_config_reaches_wandb_flat_and_readable():
-    from tuning.wandb_logging import wandb_config
+    from tuning.tracking.wandb_logging import wandb_config
 
     nested = {"optim": {"lr": 1e-3}, "data": {"shape": (16, 16, 16)}, "rank": 0}
     assert wandb_config(nested) == {"optim.lr": 1e-3, "data.shape": [16, 16, 16], "rank": 0}
@@ -80,7 +80,7 @@ def test_a_trial_config_reaches_wandb_flat_and_readable():
 
 
 def test_a_retrain_is_one_offline_run_with_its_test_metrics(tmp_path):
-    from tuning.tracking import log_wandb_retrains
+    from tuning.tracking.callbacks import log_wandb_retrains
 
     runs = [fake_retrain(tmp_path, seed=42), fake_retrain(tmp_path, seed=43)]
     logged = log_wandb_retrains(runs, mode="offline", project="p", group="g", folder=tmp_path / "wb",
@@ -98,7 +98,7 @@ def test_a_retrain_is_one_offline_run_with_its_test_metrics(tmp_path):
 def test_a_wandb_failure_is_a_warning_and_the_sweep_goes_on(monkeypatch, caplog, tmp_path):
     from ray.air.integrations.wandb import WandbLoggerCallback
 
-    from tuning.wandb_logging import SafeWandbLoggerCallback, log_retrains
+    from tuning.tracking.wandb_logging import SafeWandbLoggerCallback, log_retrains
 
     def broken(*args, **kwargs):
         raise ConnectionError("W&B is down")

@@ -10,13 +10,19 @@ import torch
 from core.config import DataConfig, ModelConfig
 from core.data.phantoms.xray import xray_phantom
 from core.data.prepared import DataOptions
-from core.tasks import prepare
-from core.tasks.xray import (MIN_VAL_IMAGES, TASK, assign_splits, find_kermany_root, patient_of,
-                             read_xray_manifest)
 from core.errors import DataError
 from core.imageio import write_image_2d
 from core.models import build_model
 from core.monai_nets import load_weights
+from core.tasks import prepare
+from core.tasks.xray import (
+    MIN_VAL_IMAGES,
+    TASK,
+    assign_splits,
+    find_kermany_root,
+    patient_of,
+    read_xray_manifest,
+)
 
 FILM = (np.random.default_rng(0).random((20, 24)) * 255).astype(np.uint8)
 
@@ -182,9 +188,9 @@ def test_missing_or_foreign_weights_raise(tmp_path):
 def test_a_two_trial_sweep_runs_end_to_end(ray_local, tmp_path):
     import pandas as pd
 
-    from tuning.options import RunOptions
+    from tuning.config.options import RunOptions
     from tuning.pipeline import run_pipeline
-    from tuning.sweep import SweepSettings
+    from tuning.search.settings import SweepSettings
 
     root = xray_phantom(tmp_path / "phantoms", scale=0.15, seed=2)
     options = RunOptions(

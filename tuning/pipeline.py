@@ -5,10 +5,9 @@ Each stage can be called from a notebook; ``tuning.run`` is a thin CLI over ``ru
 from __future__ import annotations
 
 import logging
-import os
 import time
-from pathlib import Path
 from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -20,18 +19,32 @@ from core.data.splits import write_splits
 from core.tasks import get_task, prepare
 from search_spaces import get_space
 from search_spaces.types import SearchSpace
-from tuning import outputs
-from tuning.analysis import histories_from_grid
-from tuning.options import RunOptions, save_options
-from tuning.overlays import save_overlays
-from tuning.report import write_report
-from tuning.results import trials_table
-from tuning.retrain import (build_retrain_tuner, chosen_run, collect_runs, leaderboard,
-                            retrain_seeds, retrain_trainable, split_groups, top_configs)
-from tuning.space import check_space
-from tuning.sweep import SweepSettings, build_tuner, fit_or_resume, sweep_trainable
-from tuning.tracking import (log_wandb_retrains, mlflow_callbacks, prepare_wandb, wandb_callbacks,
-                             wandb_mode)
+from tuning.config.options import RunOptions, save_options
+from tuning.results import outputs
+from tuning.results.analysis import histories_from_grid
+from tuning.results.overlays import save_overlays
+from tuning.results.report import write_report
+from tuning.search.retrain import (
+    build_retrain_tuner,
+    chosen_run,
+    collect_runs,
+    leaderboard,
+    retrain_seeds,
+    retrain_trainable,
+    split_groups,
+    top_configs,
+)
+from tuning.search.space import check_space
+from tuning.search.sweep import build_tuner, fit_or_resume, resolve_on_cluster, sweep_trainable
+from tuning.search.trials import trials_table
+from tuning.search.workers import worker_runtime_env
+from tuning.tracking.callbacks import (
+    log_wandb_retrains,
+    mlflow_callbacks,
+    prepare_wandb,
+    wandb_callbacks,
+    wandb_mode,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,23 +62,11 @@ def prepare_data(space: SearchSpace, options: RunOptions) -> PreparedData:
 
 
 def start_ray(address: str | None) -> None:
-    """Join a cluster (``auto`` or host:port) or start a local one on this machine's CPUs/GPUs."""
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    """Join a cluster (``auto`` or host:port) or start a local one on this machine's CPUs/GPUs;
+    its worker processes get the trial settings of ``worker_runtime_env``."""
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, configure_logging=False)
-
-
-def resolve_resources(settings: SweepSettings) -> SweepSettings:
-    """Fill automatic choices from the running cluster: GPUs per trial and trials at once."""
-    available = ray.cluster_resources()
-    gpus = settings.gpus_per_trial
-    if gpus < 0:
-        gpus = 1.0 if available.get("GPU", 0) >= 1 else 0.0
-    slots = available.get("CPU", 1) // max(settings.cpus_per_trial, 1e-3)
-    if gpus > 0:
-        slots = min(slots, available.get("GPU", 0) // gpus)
-    concurrent = settings.max_concurrent or max(1, int(slots))
-    return replace(settings, gpus_per_trial=gpus, max_concurrent=concurrent)
+        ray.init(address=address, include_dashboard=False, configure_logging=False,
+                 runtime_env=worker_runtime_env())
 
 
 def run_sweep(space: SearchSpace, data: PreparedData, options: RunOptions, *,
@@ -105,7 +106,7 @@ def run_pipeline(options: RunOptions, *, resume: bool = False) -> dict[str, Any]
     write_splits(data.manifest if data.manifest is not None else data.splits, folder / "splits.csv")
     mode = prepare_wandb(options.wandb)
     start_ray(options.address)
-    options = replace(options, sweep=resolve_resources(options.sweep))
+    options = replace(options, sweep=resolve_on_cluster(options.sweep, space))
 
     def tracking(job_type: str, *, with_wandb: bool = True) -> list:
         return ((wandb_callbacks(mode=mode, project=options.wandb_project, group=options.name,

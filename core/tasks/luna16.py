@@ -18,7 +18,7 @@ import pandas as pd
 from core.config import DataConfig
 from core.data.cache import dataset_fingerprint, hash_settings
 from core.data.phantoms.luna16 import luna16_phantom
-from core.data.prepared import SPLITS, DataOptions
+from core.data.prepared import DataOptions
 from core.errors import DataError
 from core.imageio import read_geometry, read_volume, volume_files, world_to_voxel
 from core.tasks.task import Task

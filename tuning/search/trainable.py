@@ -5,9 +5,7 @@ import contextlib
 import dataclasses
 import gc
 import json
-import logging
 import math
-import os
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -21,11 +19,11 @@ from ray import tune
 from core.config import TrialConfig
 from core.evaluate import predict
 from core.metrics import SCORE
-from core.train import BestWeights, quiet_lightning, train
-from tuning.space import flatten
+from core.train import BestWeights, train
+from tuning.search.space import flatten
+from tuning.search.workers import quiet_trial
 
 CHECKPOINT_FILE = "checkpoint.ckpt"
-STOP_WAIT_S = "3600"
 
 
 def best_so_far(trainer: pl.Trainer) -> float:
@@ -77,14 +75,9 @@ def resume_path() -> Iterator[str | None]:
 def trial_resources(threads: int) -> Iterator[None]:
     """Use the trial's CPUs for torch threads; free GPU memory however the trial ends."""
     torch.set_num_threads(max(1, int(threads)))
-    # A trial that ASHA stops may be mid-epoch; Tune hands this process to the next trial only
-    # once that epoch ends, and gives up after this many seconds (2 by default), erroring the
-    # next trial. Read by this process when it is reused, so set here, where it always applies.
-    os.environ["TUNE_FUNCTION_THREAD_TIMEOUT_S"] = STOP_WAIT_S
-    quiet_lightning()
-    logging.getLogger("ray.train").setLevel(logging.WARNING)  # a line per saved checkpoint
     try:
-        yield
+        with quiet_trial():
+            yield
     finally:
         gc.collect()
         if torch.cuda.is_available():

@@ -1,43 +1,25 @@
 """The sweep: a Ray Tune ``Tuner`` whose search proposes configs (Optuna TPE by default) and whose
-scheduler stops weak ones (ASHA by default); see ``tuning.searchers``."""
+scheduler stops weak ones (ASHA by default); see ``tuning.search.searchers``."""
 from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 import numpy as np
+import ray
 from ray import tune
 
 from search_spaces.types import SearchSpace
-from tuning.progress import quiet_ray_output, trial_table
-from tuning.searchers import build_scheduler, build_searcher, tune_metric
-from tuning.space import param_space
-from tuning.trainable import sweep_trial
+from tuning.search.progress import trial_table
+from tuning.search.searchers import build_scheduler, build_searcher, tune_metric
+from tuning.search.settings import SweepSettings, epoch_budget, resolve
+from tuning.search.space import param_space
+from tuning.search.trainable import sweep_trial
 
 log = logging.getLogger(__name__)
 # Tuple choices (e.g. UNet channels) are fine in memory; Optuna only warns about storing them.
-warnings.filterwarnings("ignore", message="Choices for a categorical distribution should be")
-
-
-@dataclass(frozen=True)
-class SweepSettings:
-    """How many trials, how long each may run, and what each one gets."""
-
-    num_samples: int = 50
-    max_epochs: int = 60
-    max_concurrent: int = 4
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    seed: int = 42
-    grace_period: int = 0  # 0: a tenth of max_epochs, at least 2
-    reduction_factor: int = 3
-    max_failures: int = 0
-    time_budget_s: float | None = None
-    search: str = "tpe"  # tpe | random | wandb-bayes (tuning.searchers)
-    scheduler: str = "auto"  # auto | asha | wandb-hyperband | none
-    optuna_storage: str | None = None  # a database URL or file for the TPE study; None: in memory
+TUPLE_CHOICES_WARNING = "Choices for a categorical distribution should be"
 
 
 def short_name(trial: Any) -> str:
@@ -45,11 +27,22 @@ def short_name(trial: Any) -> str:
     return f"trial_{trial.trial_id}"
 
 
+def resolve_on_cluster(settings: SweepSettings, space: SearchSpace) -> SweepSettings:
+    """``tuning.search.settings.resolve`` against the space's epoch budget and the running Ray cluster."""
+    if settings.resolved:
+        return settings
+    return resolve(settings, budget=epoch_budget(space.fixed), cluster=ray.cluster_resources())
+
+
 def with_trial_resources(fn: Any, settings: SweepSettings, **params: Any) -> Any:
-    """``fn`` with its large arguments in the object store (once per node) and its CPUs/GPUs."""
+    """``fn`` with its large arguments in the object store (once per node) and its CPUs/GPUs
+    (``gpus_per_trial`` None: 1 if the running cluster has a GPU, as ``resolve`` decides)."""
+    gpus = settings.gpus_per_trial
+    if gpus is None:
+        gpus = resolve(settings, budget=0, cluster=ray.cluster_resources()).gpus_per_trial
     return tune.with_resources(
         tune.with_parameters(fn, threads=max(1, int(settings.cpus_per_trial)), **params),
-        {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial})
+        {"cpu": settings.cpus_per_trial, "gpu": gpus})
 
 
 def sweep_trainable(space: SearchSpace, data: Mapping[str, np.ndarray],
@@ -65,19 +58,21 @@ def fit_or_resume(build: Callable[[], tune.Tuner], trainable: Any, path: str, *,
     state is restored, finished trials are kept, unfinished ones resume from their last
     checkpoint, errored ones stay errored. (Ray does not save the scheduler's rung statistics;
     ASHA rebuilds them from the results that follow.)"""
-    quiet_ray_output()  # a restored Tuner keeps its reporter; Ray's output engine must allow it
-    if resume and tune.Tuner.can_restore(path):
-        log.info("Resuming the experiment at %s", path)
-        return tune.Tuner.restore(path, trainable, resume_unfinished=True).fit()
-    return build().fit()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=TUPLE_CHOICES_WARNING)
+        if resume and tune.Tuner.can_restore(path):
+            log.info("Resuming the experiment at %s", path)
+            return tune.Tuner.restore(path, trainable, resume_unfinished=True).fit()
+        return build().fit()
 
 
 def build_tuner(space: SearchSpace, data: Mapping[str, np.ndarray], settings: SweepSettings, *,
                 overrides: dict[str, Any], storage_path: str,
                 callbacks: list | None = None, study_name: str | None = None) -> tune.Tuner:
     """A Tuner over the space's param space with the settings' search (seeded) and early
-    termination counted in epochs; a compact trial table while it runs."""
-    quiet_ray_output()
+    termination counted in epochs; a compact trial table while it runs. Automatic settings
+    (None) are resolved against the space and the running cluster first."""
+    settings = resolve_on_cluster(settings, space)
     searched = [key for key in space.search if key not in overrides]
     return tune.Tuner(
         sweep_trainable(space, data, settings),

@@ -1,6 +1,6 @@
 """A finished sweep as data: per-trial histories, the best-so-far curve, methods, importance.
 
-Shared by ``tuning.report`` and ``tuning.compare``; no plotting here.
+Shared by ``tuning.results.report`` and ``tuning.compare``; no plotting here.
 """
 from __future__ import annotations
 
@@ -120,8 +120,8 @@ def search_methods(run_options: Mapping[str, Any]) -> tuple[str, str]:
                 break
     search, scheduler = found.get("search", "tpe"), found.get("scheduler", "asha")
     if scheduler == "auto":  # resolved against the search, as the sweep did
-        from tuning.searchers import scheduler_name
-        from tuning.sweep import SweepSettings
+        from tuning.search.searchers import scheduler_name
+        from tuning.search.settings import SweepSettings
 
         scheduler = scheduler_name(SweepSettings(search=search, scheduler=scheduler))
     return search, scheduler

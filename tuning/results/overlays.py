@@ -4,6 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from core.metrics import segmentation_scores
 
@@ -22,11 +24,6 @@ def save_overlays(folder: Path, images: np.ndarray, masks: np.ndarray, probs: np
 
     images: (N, 1, H, W) in [0, 1]; masks: (N, H, W) 0/1; probs: (N, H, W) foreground probabilities.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
-
     images, masks, probs = np.asarray(images), np.asarray(masks), np.asarray(probs)
     if not (len(images) == len(masks) == len(probs)) or images.shape[2:] != masks.shape[1:] \
             or masks.shape != probs.shape:
@@ -38,7 +35,9 @@ def save_overlays(folder: Path, images: np.ndarray, masks: np.ndarray, probs: np
     chosen = np.unique(np.linspace(0, len(images) - 1, min(n, len(images))).round().astype(int))
     paths = []
     for i in chosen:
-        fig, ax = plt.subplots(figsize=(3.2, 3.4), dpi=100)
+        fig = Figure(figsize=(3.2, 3.4), dpi=100)  # no pyplot: no global figure or backend state
+        FigureCanvasAgg(fig)
+        ax = fig.subplots()
         ax.imshow(images[i, 0], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
         _outline(ax, masks[i] > 0, TRUE_COLOUR)
         _outline(ax, probs[i] >= threshold, PRED_COLOUR)
@@ -46,5 +45,4 @@ def save_overlays(folder: Path, images: np.ndarray, masks: np.ndarray, probs: np
         ax.set_axis_off()
         paths.append(folder / f"overlay_{i:04d}.png")
         fig.savefig(paths[-1], bbox_inches="tight")
-        plt.close(fig)
     return paths

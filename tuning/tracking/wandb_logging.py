@@ -1,6 +1,6 @@
 """The W&B runs of a sweep: Ray's driver-side logger made safe and tidy, and one run per retrain.
 
-Imported lazily by ``tuning.tracking`` (it imports wandb). A W&B failure is logged as a warning
+Imported lazily by ``tuning.tracking.callbacks`` (it imports wandb). A W&B failure is logged as a warning
 and never stops a sweep; no API key is ever passed to W&B or written anywhere by this module.
 """
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Any, Callable
 
 from ray.air.integrations.wandb import WandbLoggerCallback, _WandbLoggingActor
 
-from tuning.wandb_search import plain, wandb_name
+from tuning.search.wandb_search import plain, wandb_name
+from tuning.tracking.scoped_env import scoped_env
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,9 @@ class SafeWandbLoggerCallback(WandbLoggerCallback):
     _logger_actor_cls = QuietWandbActor
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        import wandb
+
+        kwargs.setdefault("settings", wandb.Settings(silent=True))  # no banner per trial
         super().__init__(*args, **kwargs)
         self._failed = False
 
@@ -70,7 +74,11 @@ class SafeWandbLoggerCallback(WandbLoggerCallback):
             return None
 
     def setup(self, *args: Any, **kwargs: Any) -> None:
-        self._safely("setup", super().setup, *args, **kwargs)
+        # Ray's callback asks for an API key at setup unless WANDB_MODE says offline or disabled:
+        # the callback's own mode says so for the length of that check.
+        mode = self.kwargs.get("mode")
+        with scoped_env("WANDB_MODE", mode if mode in ("offline", "disabled") else None):
+            self._safely("setup", super().setup, *args, **kwargs)
 
     def log_trial_start(self, trial: Any) -> None:
         self._safely("trial start", super().log_trial_start, trial)

@@ -16,11 +16,11 @@ import pandas as pd
 
 from core.tasks import get_task
 from search_spaces.types import Choice, Distribution, IntUniform, LogUniform, SearchSpace
-from tuning import plots
-from tuning.analysis import (Skipped, best_so_far, number, param_importance, read_histories,
+from tuning.results import plots
+from tuning.results.analysis import (Skipped, best_so_far, number, param_importance, read_histories,
                              read_trials, search_methods)
-from tuning.options import RunOptions, load_options
-from tuning.retrain import retrain_seeds
+from tuning.config.options import RunOptions, load_options
+from tuning.search.retrain import retrain_seeds
 
 log = logging.getLogger(__name__)
 

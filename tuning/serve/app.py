@@ -36,8 +36,15 @@ from core.imageio import check_input, read_image_2d
 from core.inference import Case, decide, load_input, mask_image
 from core.model_folder import MODEL_FILE, LoadedModel, load_model_folder, model_folder_of
 from core.tasks import get_task, tasks_taking
-from tuning.uploads import (Admission, UploadError, UploadLimit, accepted_inputs, send_json, stage_upload,
-                            worker_slot)
+from tuning.serve.uploads import (
+    Admission,
+    UploadError,
+    UploadLimit,
+    accepted_inputs,
+    send_json,
+    stage_upload,
+    worker_slot,
+)
 
 try:  # the optional "serve" extra: pip install "medtune[serve]"
     from fastapi import FastAPI, File, Form, Request, UploadFile

@@ -20,7 +20,7 @@ from ray.tune.search import Searcher
 
 from core.errors import ConfigError
 from search_spaces.types import Choice, Distribution, IntUniform, LogUniform, SearchSpace, Uniform
-from tuning.space import nest
+from tuning.search.space import nest
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 from ray import tune
 
-from tuning.space import flatten
+from tuning.search.space import flatten
 
 
 def trial_status(result: tune.Result, *, max_epochs: int) -> tuple[str, str]:

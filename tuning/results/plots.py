@@ -16,7 +16,7 @@ from sklearn.metrics import auc, average_precision_score, precision_recall_curve
 
 from core.metrics import VAL_LOSS, confusion, segmentation_scores
 from search_spaces.types import Choice, Distribution, LogUniform
-from tuning.analysis import choice_label
+from tuning.results.analysis import choice_label
 
 STATUS_COLOURS = {"completed": "tab:green", "early_stopped": "tab:blue",
                   "scheduler_stopped": "tab:orange", "errored": "tab:red", "infeasible": "tab:purple"}

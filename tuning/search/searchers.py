@@ -18,17 +18,16 @@ from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, SearchAlg
 from core.errors import ConfigError
 from core.metrics import SCORE
 from search_spaces.types import Choice, SearchSpace
-from tuning.space import nest
+from tuning.search.settings import SCHEDULERS, SEARCHES
+from tuning.search.space import nest
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
 
-    from tuning.sweep import SweepSettings
+    from tuning.search.settings import SweepSettings
 
 log = logging.getLogger(__name__)
 
-SEARCHES = ("tpe", "random", "wandb-bayes")
-SCHEDULERS = ("auto", "asha", "wandb-hyperband", "none")
 JOURNAL_SUFFIXES = (".log", ".jsonl", ".journal")
 
 
@@ -82,7 +81,7 @@ def check_search(settings: SweepSettings) -> None:
         raise ConfigError(f"unknown scheduler {settings.scheduler!r}; "
                           f"choose one of {', '.join(SCHEDULERS)}")
     if "wandb" in settings.search or "wandb" in scheduler_name(settings):
-        from tuning.wandb_search import require_sweeps
+        from tuning.search.wandb_search import require_sweeps
 
         require_sweeps()
     if settings.optuna_storage and settings.search != "tpe":
@@ -119,16 +118,14 @@ def build_searcher(space: SearchSpace, settings: SweepSettings, overrides: dict[
                                      max_concurrent=settings.max_concurrent,
                                      random_state=settings.seed)
     if settings.search == "wandb-bayes":
-        from tuning.wandb_search import WandbBayesSearch
+        from tuning.search.wandb_search import WandbBayesSearch
 
         searcher: Searcher = WandbBayesSearch(
             space, overrides=overrides, seed=settings.seed, points_to_evaluate=points,
             min_iter=grace_epochs(settings), eta=settings.reduction_factor)
     else:
-        import optuna
         from ray.tune.search.optuna import OptunaSearch
 
-        optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created in memory"
         storage = optuna_storage(settings.optuna_storage) if settings.optuna_storage else None
         if storage is not None:
             log.info("Optuna study %r stored in %s", study_name, settings.optuna_storage)
@@ -147,7 +144,7 @@ def build_scheduler(space: SearchSpace, settings: SweepSettings,
     if name == "none":
         return FIFOScheduler()
     if name == "wandb-hyperband":
-        from tuning.wandb_search import WandbHyperband, wandb_sweep_config
+        from tuning.search.wandb_search import WandbHyperband, wandb_sweep_config
 
         return WandbHyperband(wandb_sweep_config(space, overrides=overrides, min_iter=grace,
                                                  eta=settings.reduction_factor))

@@ -24,14 +24,8 @@ def wandb_mode() -> str:
 
 
 def prepare_wandb(enabled: bool) -> str:
-    """Decide the mode before Ray starts, so trial and logger processes inherit WANDB_MODE."""
-    if not enabled:
-        return "disabled"
-    os.environ.setdefault("WANDB_SILENT", "true")
-    mode = wandb_mode()
-    if mode == "offline":
-        os.environ["WANDB_MODE"] = "offline"  # Ray's callback then skips its API-key check
-    return mode
+    """The run's W&B mode, decided once before it starts; every W&B call is then given it."""
+    return wandb_mode() if enabled else "disabled"
 
 
 def wandb_callbacks(*, mode: str, project: str, group: str, job_type: str,
@@ -40,7 +34,7 @@ def wandb_callbacks(*, mode: str, project: str, group: str, job_type: str,
     if mode == "disabled":
         return []
     try:
-        from tuning.wandb_logging import SafeWandbLoggerCallback
+        from tuning.tracking.wandb_logging import SafeWandbLoggerCallback
     except ImportError:
         log.warning("wandb is not installed: trials are not tracked in W&B")
         return []
@@ -59,7 +53,7 @@ def log_wandb_retrains(runs: list, *, mode: str, project: str, group: str, folde
     if mode == "disabled" or not runs:
         return 0
     try:
-        from tuning.wandb_logging import log_retrains
+        from tuning.tracking.wandb_logging import log_retrains
     except ImportError:
         log.warning("wandb is not installed: retrains are not tracked in W&B")
         return 0
@@ -75,18 +69,21 @@ def mlflow_callbacks(*, uri: str | None, experiment: str, job_type: str) -> list
     """Ray's driver-side MLflow logger: one MLflow run per trial, tagged ``job_type``; none without a URI.
 
     MLflow 3 refuses ``file:`` stores unless ``MLFLOW_ALLOW_FILE_STORE`` is set; a local store is
-    what ``--mlflow`` asks for, so it is set here (a database or server URI needs nothing).
+    what ``--mlflow`` asks for, so its callback allows it while it opens the store (a database or
+    server URI needs nothing).
     """
     if not uri:
         return []
-    if uri.startswith("file:") or "://" not in uri:
-        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     try:
         import mlflow  # noqa: F401  (Ray's callback needs it; fail here with a clear message)
         from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+        from tuning.tracking.mlflow_logging import FileStoreMLflowLoggerCallback
     except ImportError:
         log.warning("mlflow is not installed (pip install 'medtune[mlflow]'): trials are not "
                     "tracked in MLflow")
         return []
-    return [MLflowLoggerCallback(tracking_uri=uri, experiment_name=experiment,
-                                 tags={"job_type": job_type}, save_artifact=False)]
+    local = uri.startswith("file:") or "://" not in uri
+    callback = FileStoreMLflowLoggerCallback if local else MLflowLoggerCallback
+    return [callback(tracking_uri=uri, experiment_name=experiment, tags={"job_type": job_type},
+                     save_artifact=False)]

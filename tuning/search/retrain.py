@@ -13,12 +13,12 @@ from ray import tune
 from core.evaluate import evaluate_predictions
 from core.metrics import SCORE
 from search_spaces.types import SearchSpace
-from tuning.progress import retrain_table
-from tuning.results import best_of
-from tuning.space import flatten, nest
-from tuning.sweep import SweepSettings, short_name, with_trial_resources
-from tuning.trainable import retrain_trial
-
+from tuning.search.progress import retrain_table
+from tuning.search.settings import SweepSettings
+from tuning.search.space import flatten, nest
+from tuning.search.sweep import short_name, with_trial_resources
+from tuning.search.trainable import retrain_trial
+from tuning.search.trials import best_of
 
 RETRAIN_SEED_OFFSET = 1000
 

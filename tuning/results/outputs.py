@@ -11,7 +11,7 @@ import pandas as pd
 
 from core.model_folder import save_model_folder
 from search_spaces.types import SearchSpace
-from tuning.retrain import RetrainRun
+from tuning.search.retrain import RetrainRun
 
 
 def jsonable(value: Any) -> Any:

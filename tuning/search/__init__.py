@@ -1,0 +1,1 @@
+"""The search: param space, searchers and schedulers, the Tune trainables, sweep and retrain Tuners."""

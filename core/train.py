@@ -18,7 +18,8 @@ from pytorch_lightning.callbacks import EarlyStopping
 
 from core.config import TrialConfig
 from core.data.datamodule import ArrayDataModule
-from core.data.sampling import augment_for, sampler_for
+from core.data.augment import augment_for
+from core.data.sampling import sampler_for
 from core.losses import build_loss, class_weights
 from core.metrics import VAL_LOSS
 from core.models import build_model
@@ -108,7 +109,9 @@ def train(cfg: TrialConfig, arrays: Mapping[str, np.ndarray], *, metric: str, mo
     data = ArrayDataModule(arrays, batch_size=cfg.train.batch_size,
                            num_workers=cfg.train.num_workers,
                            pin_memory=torch.cuda.is_available(), seed=cfg.train.seed,
-                           augment=augment_for(cfg.data), sampler_factory=sampler_for(cfg.data))
+                           augment=augment_for(cfg.data, sample_shape=arrays["train/x"].shape[1:],
+                                               label_shape=arrays["train/y"].shape[1:]),
+                           sampler_factory=sampler_for(cfg.data))
     best = BestWeights(metric, mode)
     stopper = EarlyStopping(monitor=VAL_LOSS, mode="min", patience=cfg.train.patience,
                             check_on_train_epoch_end=False)

@@ -17,7 +17,7 @@ from core.data.cache import cached_arrays, dataset_fingerprint, hash_settings
 from core.data.phantoms.segmentation import segmentation_phantom
 from core.data.prepared import SPLITS, DataOptions, PreparedData
 from core.data.splits import split_manifest
-from core.errors import ConfigError, DataError
+from core.errors import DataError
 from core.imageio import IMAGE_2D_SUFFIXES, read_image_2d, resize, resize_image_2d
 
 logger = logging.getLogger(__name__)
@@ -167,9 +167,6 @@ def _build(splits: pd.DataFrame, shape: tuple[int, int]) -> dict[str, np.ndarray
 def _check(data_cfg: DataConfig) -> tuple[int, int]:
     if len(data_cfg.shape) != 2:
         raise DataError(f"Segmentation images need a 2D shape (H, W), got data/shape={data_cfg.shape}.")
-    if data_cfg.augment:
-        raise ConfigError("data/augment moves images only, so masks would no longer fit them; "
-                          "keep data/augment False for segmentation.")
     return tuple(int(s) for s in data_cfg.shape)
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import EarlyStopping
+from pytorch_lightning.loggers import Logger, TensorBoardLogger
 
 from core.config import TrialConfig
 from core.data.datamodule import ArrayDataModule
@@ -41,7 +42,7 @@ class TrainResult:
 
 
 class BestWeights(pl.Callback):
-    """Keeps a CPU copy of the weights at the best value of ``metric``, and every epoch's metrics.
+    """Keeps a copy of the weights at the best value of ``metric``, and every epoch's metrics.
 
     Its state rides in Lightning checkpoints, so a resumed trial keeps its best epoch and history.
     """
@@ -64,11 +65,21 @@ class BestWeights(pl.Callback):
         if better or self.best_state is None:
             self.best_score = score if math.isfinite(score) else self.best_score
             self.best_epoch = metrics["epoch"]
-            self.best_state = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+            self._keep(module.state_dict())
+
+    def _keep(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Copy ``state`` into buffers on its own device: no host transfer, no new allocations."""
+        if self.best_state is None or self.best_state.keys() != state.keys():
+            self.best_state = {k: v.detach().clone() for k, v in state.items()}
+            return
+        for key, value in state.items():
+            self.best_state[key].copy_(value, non_blocking=True)
 
     def state_dict(self) -> dict[str, Any]:
+        """For a checkpoint: the best weights on the CPU, so it loads on any machine."""
+        best = None if self.best_state is None else {k: v.cpu() for k, v in self.best_state.items()}
         return {"best_score": self.best_score, "best_epoch": self.best_epoch,
-                "best_state": self.best_state, "history": self.history}
+                "best_state": best, "history": self.history}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best_score, self.best_epoch = state["best_score"], state["best_epoch"]
@@ -95,36 +106,49 @@ def build_module(cfg: TrialConfig, *, sample_shape: Sequence[int],
     return TaskModule(net=net, loss=loss, optim=cfg.optim)
 
 
-def train(cfg: TrialConfig, arrays: Mapping[str, np.ndarray], *, metric: str, mode: str,
-          callbacks: Sequence[pl.Callback] = (), ckpt_path: str | Path | None = None,
-          root_dir: str | Path | None = None, progress: bool = False) -> TrainResult:
-    """Train ``cfg`` on ``arrays["train/*"]``, validating on ``arrays["val/*"]`` every epoch.
-
-    Stops early on val loss with the config's patience; returns the module at the best
-    ``metric`` epoch. ``ckpt_path`` resumes from a Lightning checkpoint.
-    """
-    pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
-    module = build_module(cfg, sample_shape=arrays["train/x"].shape[1:],
-                          train_labels=np.asarray(arrays["train/y"]))
-    data = ArrayDataModule(arrays, batch_size=cfg.train.batch_size,
+def build_datamodule(cfg: TrialConfig, arrays: Mapping[str, np.ndarray]) -> ArrayDataModule:
+    """The loaders ``cfg`` trains on: its batch size, workers, sampler and augmentation."""
+    return ArrayDataModule(arrays, batch_size=cfg.train.batch_size,
                            num_workers=cfg.train.num_workers,
                            pin_memory=torch.cuda.is_available(), seed=cfg.train.seed,
                            augment=augment_for(cfg.data, sample_shape=arrays["train/x"].shape[1:],
                                                label_shape=arrays["train/y"].shape[1:]),
                            sampler_factory=sampler_for(cfg.data))
+
+
+def epoch_logger(log_dir: str | Path | None) -> Logger | bool:
+    """TensorBoard event files written straight into ``log_dir`` (once per epoch), or none."""
+    if log_dir is None:
+        return False
+    return TensorBoardLogger(save_dir=str(log_dir), name="", version="", default_hp_metric=False)
+
+
+def train(cfg: TrialConfig, arrays: Mapping[str, np.ndarray], *, metric: str, mode: str,
+          callbacks: Sequence[pl.Callback] = (), ckpt_path: str | Path | None = None,
+          root_dir: str | Path | None = None, progress: bool = False,
+          log_dir: str | Path | None = None) -> TrainResult:
+    """Train ``cfg`` on ``arrays["train/*"]``, validating on ``arrays["val/*"]`` every epoch.
+
+    Stops early on val loss with the config's patience; returns the module at the best
+    ``metric`` epoch. ``ckpt_path`` resumes from a Lightning checkpoint; ``log_dir`` gets
+    TensorBoard event files of the per-epoch metrics (``train/loss``, ``val/loss``, ``val/*``).
+    """
+    pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
+    module = build_module(cfg, sample_shape=arrays["train/x"].shape[1:],
+                          train_labels=np.asarray(arrays["train/y"]))
     best = BestWeights(metric, mode)
     stopper = EarlyStopping(monitor=VAL_LOSS, mode="min", patience=cfg.train.patience,
                             check_on_train_epoch_end=False)
     trainer = pl.Trainer(
         max_epochs=cfg.train.max_epochs, accelerator="auto", devices=1,
         precision=resolve_precision(cfg.train.precision), callbacks=[stopper, best, *callbacks],
-        logger=False, enable_progress_bar=progress,
+        logger=epoch_logger(log_dir), enable_progress_bar=progress,
         enable_checkpointing=any(isinstance(c, pl.callbacks.Checkpoint) for c in callbacks),
         enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=root_dir)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*number of training batches.*")
-        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+        trainer.fit(module, datamodule=build_datamodule(cfg, arrays), ckpt_path=ckpt_path)
     if best.best_state is not None:
         module.load_state_dict(best.best_state)
     module.cpu().eval()

@@ -45,6 +45,16 @@ def test_a_mask_follows_its_image_and_stays_binary():
     assert changed >= 5  # the mask really moved with the image
 
 
+def test_batches_keep_the_label_shapes():
+    x = np.zeros((4, 1, 8, 8), np.float32)
+    for y, shape in ((np.array([0, 1, 0, 1]), (4,)), (np.zeros((4, 8, 8), np.uint8), (4, 8, 8))):
+        augmenter = augment_for(DataConfig(augment=True), sample_shape=x.shape[1:],
+                                label_shape=y.shape[1:])
+        loader = DataLoader(ArrayDataset(x, y, augment=augmenter), batch_size=4,
+                            sampler=EpochTagged(SequentialSampler(range(4))))
+        assert next(iter(loader))[1].shape == shape
+
+
 def test_class_labels_are_left_alone_and_off_means_none():
     x = np.random.default_rng(0).random((1, 8, 16, 16), dtype=np.float32)
     augmenter = augment_for(DataConfig(augment=True), sample_shape=x.shape, label_shape=())

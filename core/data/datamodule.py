@@ -34,7 +34,7 @@ class ArrayDataset(Dataset):
         y = np.array(self.y[index])
         if self.augment is not None:
             x, y = self.augment(x, y, epoch=epoch)
-        return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))
+        return torch.from_numpy(np.ascontiguousarray(x)), torch.as_tensor(y)  # y: () or (*spatial)
 
 
 class ArrayDataModule(pl.LightningDataModule):

@@ -12,10 +12,11 @@ draws afresh while a run with the same seed draws the same.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
+from monai.data import get_track_meta, set_track_meta
 from monai.transforms import Compose, RandAffined, RandFlipd, RandGaussianNoised
 from torch.utils.data import get_worker_info
 
@@ -74,12 +75,22 @@ class Augmenter:
             self.transform.set_random_state(seed=int(seed))
             self._seeded_for = key
 
+    def _untracked(self, sample: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Run the pipeline on plain tensors: MONAI's MetaTensor bookkeeping (unused here)
+        tripled the cost of a 2D sample. The flag is process-wide, so it is put back."""
+        tracked = get_track_meta()
+        set_track_meta(False)
+        try:
+            return self.transform(sample)
+        finally:
+            set_track_meta(tracked)
+
     def __call__(self, x: np.ndarray, y: np.ndarray, *, epoch: int = 0) -> tuple[np.ndarray, np.ndarray]:
         self.reseed(epoch)
         sample = {IMAGE: x}
         if self.with_mask:
             sample[LABEL] = y[None].astype(np.float32)
-        moved = self.transform(sample)
+        moved = self._untracked(sample)
         x_out = np.asarray(moved[IMAGE], dtype=np.float32)
         if self.with_mask:
             y = np.rint(np.asarray(moved[LABEL])[0]).astype(y.dtype)

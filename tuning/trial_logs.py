@@ -16,7 +16,7 @@ def trial_log_dir() -> str | None:
     folder; None (no event files) for a bucket, which Lightning's logger cannot write to here.
 
     Not ``get_trial_dir()``: with reused actors that is a staging folder that may never reach
-    the storage path.
+    the storage path. ``get_storage()`` is a Ray DeveloperAPI (seen working in Ray 2.60).
     """
     storage = tune.get_context().get_storage()
     if storage.storage_filesystem.type_name != "local":

@@ -69,8 +69,9 @@ class BestWeights(pl.Callback):
 
     def _keep(self, state: Mapping[str, torch.Tensor]) -> None:
         """Copy ``state`` into buffers on its own device: no host transfer, no new allocations."""
-        if self.best_state is None or self.best_state.keys() != state.keys():
-            self.best_state = {k: v.detach().clone() for k, v in state.items()}
+        if (self.best_state is None or self.best_state.keys() != state.keys()
+                or any(self.best_state[k].device != v.device for k, v in state.items())):
+            self.best_state = {k: v.detach().clone() for k, v in state.items()}  # e.g. resumed
             return
         for key, value in state.items():
             self.best_state[key].copy_(value, non_blocking=True)

@@ -69,3 +69,11 @@ def test_best_weights_stay_on_their_device_and_checkpoint_on_the_cpu():
     assert torch.equal(first, net.weight) and first.data_ptr() != net.weight.data_ptr()
     saved = keeper.state_dict()["best_state"]
     assert all(v.device.type == "cpu" for v in saved.values())
+
+
+def test_best_weights_follow_the_model_to_another_device():
+    # a resumed run's best weights come from the checkpoint on the CPU; the model may be elsewhere
+    keeper = BestWeights(VAL_AUROC, "max")
+    keeper._keep(torch.nn.Linear(3, 2).state_dict())
+    keeper._keep(torch.nn.Linear(3, 2, device="meta").state_dict())
+    assert all(v.device.type == "meta" for v in keeper.best_state.values())

@@ -25,7 +25,7 @@ class TaskModule(pl.LightningModule):
         self.optim = optim
         self.segmentation = kind == "segmentation"
         self._val: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-        self._train: list[torch.Tensor] = []  # loss * batch size, for the epoch's mean
+        self._train_sum: torch.Tensor | None = None  # sum of loss * batch size, on the device
         self._train_seen = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -34,10 +34,9 @@ class TaskModule(pl.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         loss = self.loss(self(x), y)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss became {loss.item()} at epoch "
-                                     f"{self.current_epoch}, step {batch_idx}; lower the lr?")
-        self._train.append(loss.detach() * len(x))
+        # summed on the device and read once per epoch: no host sync per step
+        weighted = loss.detach() * len(x)
+        self._train_sum = weighted if self._train_sum is None else self._train_sum + weighted
         self._train_seen += len(x)
         return loss
 
@@ -50,21 +49,28 @@ class TaskModule(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         if not self._val:
             return
-        total = sum(float(item[0]) for item in self._val)
+        total = float(torch.stack([item[0] for item in self._val]).sum())
         probs = torch.cat([item[1] for item in self._val]).float().cpu().numpy()
         targets = torch.cat([item[2] for item in self._val]).cpu().numpy()
         self._val.clear()
         metrics = {VAL_LOSS: total / len(targets)}
-        if self._train:  # this epoch's mean training loss, known before the epoch's end hooks
-            metrics[TRAIN_LOSS] = float(sum(self._train)) / self._train_seen
-            self._train.clear()
-            self._train_seen = 0
+        if self._train_sum is not None:  # this epoch's mean training loss (before its end hooks)
+            metrics[TRAIN_LOSS] = self._train_mean()
         if self.segmentation:
             scores = {k: float(np.mean(v)) for k, v in segmentation_scores(targets, probs).items()}
         else:
             scores = binary_metrics(targets, probs)
         metrics.update({f"val/{name}": value for name, value in scores.items()})
         self.log_dict(metrics)
+
+    def _train_mean(self) -> float:
+        """The epoch's mean training loss; a non-finite one stops the run (lr too high?)."""
+        mean = float(self._train_sum) / self._train_seen
+        self._train_sum, self._train_seen = None, 0
+        if not np.isfinite(mean):
+            raise FloatingPointError(f"training loss became {mean} in epoch {self.current_epoch}; "
+                                     "lower the lr?")
+        return mean
 
     def predict_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         return self.loss.probabilities(self(batch[0]))

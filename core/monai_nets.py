@@ -1,7 +1,8 @@
 """2D MONAI networks (UNet, DenseNet121, EfficientNet-B0) built from ``ModelConfig``.
 
 Random initialisation unless ``cfg.weights`` names a local state-dict file; nothing is ever
-downloaded (MONAI's EfficientNetBN would fetch ImageNet weights by default).
+downloaded (MONAI's EfficientNetBN would fetch ImageNet weights by default, so B0 is built
+through its base class).
 """
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import logging
 from pathlib import Path
 
 import torch
-from monai.networks.nets import DenseNet121, EfficientNetBN, UNet
+from monai.networks.nets import DenseNet121, EfficientNet, UNet
+from monai.networks.nets.efficientnet import efficientnet_params
+from monai.networks.utils import copy_model_state
 from torch import nn
 
 from core.config import ModelConfig
@@ -37,12 +40,7 @@ def _state_dict_of(loaded: object, path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_weights(net: nn.Module, path: str | Path) -> nn.Module:
-    """Load a local state dict into ``net``, skipping tensors whose shape differs (e.g. the head).
-
-    Skipped and missing keys are logged; a file that fits no tensor at all raises ``DataError``.
-    """
-    path = Path(path).expanduser()
+def _read_state(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise DataError(f"Weights file {path} does not exist; pass --weights with a local .pt/.pth "
                         "state dict (nothing is downloaded).")
@@ -51,19 +49,28 @@ def load_weights(net: nn.Module, path: str | Path) -> nn.Module:
     except Exception as err:  # unpickling errors come in many types
         raise DataError(f"Cannot load weights file {path}: {err}. A torch state dict "
                         "(torch.save(model.state_dict(), path)) is needed.") from err
-    state = _state_dict_of(loaded, path)
+    return _state_dict_of(loaded, path)
+
+
+def load_weights(net: nn.Module, path: str | Path) -> nn.Module:
+    """Load a local state dict into ``net`` with MONAI's ``copy_model_state``, which skips
+    tensors whose shape differs (e.g. a head for another number of classes).
+
+    What was loaded and skipped is logged; a file that fits no tensor at all raises ``DataError``.
+    """
+    path = Path(path).expanduser()
+    state = _read_state(path)
     own = net.state_dict()
-    fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    mismatched = sorted(k for k in state if k in own and own[k].shape != state[k].shape)
-    if not fitting:
+    _, loaded, kept = copy_model_state(net, state, inplace=True)
+    if not loaded:
         raise DataError(f"Weights file {path} fits none of the {type(net).__name__}'s tensors "
-                          f"(file keys e.g. {sorted(state)[:3]}); is it for another architecture?")
-    net.load_state_dict(fitting, strict=False)
-    logger.info("Loaded %d/%d tensors from %s", len(fitting), len(own), path)
+                        f"(file keys e.g. {sorted(state)[:3]}); is it for another architecture?")
+    logger.info("Loaded %d/%d tensors from %s", len(loaded), len(own), path)
+    mismatched = sorted(k for k in kept if k in state)
     if mismatched:
         logger.warning("Skipped %d tensors of another shape in %s (kept random init): %s",
                        len(mismatched), path.name, ", ".join(mismatched))
-    absent = sorted(set(own) - set(state))
+    absent = sorted(k for k in kept if k not in state)
     if absent:
         listed = ", ".join(absent[:10]) + (" ..." if len(absent) > 10 else "")
         logger.warning("%d tensors of the network are not in %s (kept random init): %s",
@@ -115,17 +122,26 @@ def build_densenet121(cfg: ModelConfig, *, spatial_shape: tuple[int, ...], in_ch
     return _finish(net, cfg)
 
 
+# EfficientNet-B0's blocks (Tan & Le 2019, table 1), as MONAI's EfficientNetBN defines them
+_B0_BLOCKS = ("r1_k3_s11_e1_i32_o16_se0.25", "r2_k3_s22_e6_i16_o24_se0.25",
+              "r2_k5_s22_e6_i24_o40_se0.25", "r3_k3_s22_e6_i40_o80_se0.25",
+              "r3_k5_s11_e6_i80_o112_se0.25", "r4_k5_s22_e6_i112_o192_se0.25",
+              "r1_k3_s11_e6_i192_o320_se0.25")
+
+
 def build_efficientnet_b0(cfg: ModelConfig, *, spatial_shape: tuple[int, ...], in_channels: int,
                           out_channels: int) -> nn.Module:
     """MONAI 2D EfficientNet-B0, random init: (B, C, H, W) -> (B, out_channels) logits.
 
-    ``cfg.dropout`` replaces B0's fixed 0.2 dropout before the classifier; batch norm keeps
-    torch's momentum 0.1 (the TF port's 0.01 leaves eval statistics lagging for many epochs
-    when training from scratch).
+    Built through MONAI's ``EfficientNet`` with B0's blocks and coefficients, so ``cfg.dropout``
+    goes in as its ``dropout_rate`` (``EfficientNetBN`` fixes B0's at 0.2); the tensors are
+    EfficientNetBN's, so its weights files load. Batch norm keeps torch's momentum 0.1 (the TF
+    port's 0.01 leaves eval statistics lagging for many epochs when training from scratch).
     """
     _check_2d("efficientnet-b0", spatial_shape)
-    net = EfficientNetBN("efficientnet-b0", pretrained=False, progress=False, spatial_dims=2,
-                         in_channels=in_channels, num_classes=out_channels,
-                         norm=("batch", {"eps": 1e-3, "momentum": 0.1}))
-    net._dropout = nn.Dropout(cfg.dropout)  # MONAI takes B0's dropout from a table, not an argument
+    width, depth, image_size, _, drop_connect = efficientnet_params["efficientnet-b0"]
+    net = EfficientNet(list(_B0_BLOCKS), spatial_dims=2, in_channels=in_channels,
+                       num_classes=out_channels, width_coefficient=width, depth_coefficient=depth,
+                       dropout_rate=cfg.dropout, image_size=image_size,
+                       drop_connect_rate=drop_connect, norm=("batch", {"eps": 1e-3, "momentum": 0.1}))
     return _finish(net, cfg)

@@ -15,11 +15,13 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import EarlyStopping
+from pytorch_lightning.loggers import Logger, TensorBoardLogger
 
 from core.config import TrialConfig
 from core.crossval import FoldsDataModule, FoldsModule, fold_arrays
+from core.data.augment import augment_for
 from core.data.datamodule import ArrayDataModule
-from core.data.sampling import augment_for, sampler_for
+from core.data.sampling import sampler_for
 from core.losses import build_loss, class_weights
 from core.metrics import VAL_LOSS
 from core.models import build_model
@@ -42,7 +44,7 @@ class TrainResult:
 
 
 class BestWeights(pl.Callback):
-    """Keeps a CPU copy of the weights at the best value of ``metric``, and every epoch's metrics.
+    """Keeps a copy of the weights at the best value of ``metric``, and every epoch's metrics.
 
     Its state rides in Lightning checkpoints, so a resumed trial keeps its best epoch and history.
     """
@@ -65,11 +67,22 @@ class BestWeights(pl.Callback):
         if better or self.best_state is None:
             self.best_score = score if math.isfinite(score) else self.best_score
             self.best_epoch = metrics["epoch"]
-            self.best_state = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+            self._keep(module.state_dict())
+
+    def _keep(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Copy ``state`` into buffers on its own device: no host transfer, no new allocations."""
+        if (self.best_state is None or self.best_state.keys() != state.keys()
+                or any(self.best_state[k].device != v.device for k, v in state.items())):
+            self.best_state = {k: v.detach().clone() for k, v in state.items()}  # e.g. resumed
+            return
+        for key, value in state.items():
+            self.best_state[key].copy_(value, non_blocking=True)
 
     def state_dict(self) -> dict[str, Any]:
+        """For a checkpoint: the best weights on the CPU, so it loads on any machine."""
+        best = None if self.best_state is None else {k: v.cpu() for k, v in self.best_state.items()}
         return {"best_score": self.best_score, "best_epoch": self.best_epoch,
-                "best_state": self.best_state, "history": self.history}
+                "best_state": best, "history": self.history}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best_score, self.best_epoch = state["best_score"], state["best_epoch"]
@@ -97,13 +110,6 @@ def build_module(cfg: TrialConfig, *, sample_shape: Sequence[int],
     return TaskModule(net=net, loss=loss, optim=cfg.optim, kind=kind)
 
 
-def data_module(cfg: TrialConfig, arrays: Mapping[str, np.ndarray]) -> ArrayDataModule:
-    """Loaders over ``arrays`` with the config's batch size, workers, sampling and augmentation."""
-    return ArrayDataModule(arrays, batch_size=cfg.train.batch_size, num_workers=cfg.train.num_workers,
-                           pin_memory=torch.cuda.is_available(), seed=cfg.train.seed,
-                           augment=augment_for(cfg.data), sampler_factory=sampler_for(cfg.data))
-
-
 def build_run(cfg: TrialConfig, arrays: Mapping[str, np.ndarray]
               ) -> tuple[pl.LightningModule, pl.LightningDataModule]:
     """The module and data of one run: a ``TaskModule``, or with ``arrays["train/fold"]`` a
@@ -111,23 +117,42 @@ def build_run(cfg: TrialConfig, arrays: Mapping[str, np.ndarray]
     if "train/fold" not in arrays:
         module = build_module(cfg, sample_shape=arrays["train/x"].shape[1:],
                               train_labels=np.asarray(arrays["train/y"]))
-        return module, data_module(cfg, arrays)
+        return module, build_datamodule(cfg, arrays)
     parts = [fold_arrays(arrays, k) for k in range(int(np.max(arrays["train/fold"])) + 1)]
     folds = [build_module(cfg, sample_shape=part["train/x"].shape[1:], train_labels=part["train/y"])
              for part in parts]
     kind = get_task(cfg.data.task).kind
     return (FoldsModule(folds, optim=cfg.optim, segmentation=kind == "segmentation"),
-            FoldsDataModule([data_module(cfg, part) for part in parts]))
+            FoldsDataModule([build_datamodule(cfg, part) for part in parts]))
+
+
+def build_datamodule(cfg: TrialConfig, arrays: Mapping[str, np.ndarray]) -> ArrayDataModule:
+    """The loaders ``cfg`` trains on: its batch size, workers, sampler and augmentation."""
+    return ArrayDataModule(arrays, batch_size=cfg.train.batch_size,
+                           num_workers=cfg.train.num_workers,
+                           pin_memory=torch.cuda.is_available(), seed=cfg.train.seed,
+                           augment=augment_for(cfg.data, sample_shape=arrays["train/x"].shape[1:],
+                                               label_shape=arrays["train/y"].shape[1:]),
+                           sampler_factory=sampler_for(cfg.data))
+
+
+def epoch_logger(log_dir: str | Path | None) -> Logger | bool:
+    """TensorBoard event files written straight into ``log_dir`` (once per epoch), or none."""
+    if log_dir is None:
+        return False
+    return TensorBoardLogger(save_dir=str(log_dir), name="", version="", default_hp_metric=False)
 
 
 def train(cfg: TrialConfig, arrays: Mapping[str, np.ndarray], *, metric: str, mode: str,
           callbacks: Sequence[pl.Callback] = (), ckpt_path: str | Path | None = None,
-          root_dir: str | Path | None = None, progress: bool = False) -> TrainResult:
+          root_dir: str | Path | None = None, progress: bool = False,
+          log_dir: str | Path | None = None) -> TrainResult:
     """Train ``cfg`` on ``arrays["train/*"]``, validating on ``arrays["val/*"]`` every epoch
     (or, with ``arrays["train/fold"]``, on each cross-validation fold, reporting their mean).
 
     Stops early on val loss with the config's patience; returns the module at the best
-    ``metric`` epoch. ``ckpt_path`` resumes from a Lightning checkpoint.
+    ``metric`` epoch. ``ckpt_path`` resumes from a Lightning checkpoint; ``log_dir`` gets
+    TensorBoard event files of the per-epoch metrics (``train/loss``, ``val/loss``, ``val/*``).
     """
     pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
     module, data = build_run(cfg, arrays)
@@ -137,7 +162,7 @@ def train(cfg: TrialConfig, arrays: Mapping[str, np.ndarray], *, metric: str, mo
     trainer = pl.Trainer(
         max_epochs=cfg.train.max_epochs, accelerator="auto", devices=1,
         precision=resolve_precision(cfg.train.precision), callbacks=[stopper, best, *callbacks],
-        logger=False, enable_progress_bar=progress,
+        logger=epoch_logger(log_dir), enable_progress_bar=progress,
         enable_checkpointing=any(isinstance(c, pl.callbacks.Checkpoint) for c in callbacks),
         enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=root_dir)
     with warnings.catch_warnings():

@@ -11,7 +11,7 @@ FIXED = {
     "data/task": "segmentation",
     "data/shape": (256, 256),
     "data/split": (0.60, 0.20, 0.20),
-    "data/augment": False,  # the augmentation moves images only; masks would not follow
+    "data/augment": True,  # flips, offsets, scaling, rotation, noise; masks follow (nearest)
     "model/name": "unet",
     "model/channels": (16, 32, 64, 128, 256),
     "model/kernel_size": 3,

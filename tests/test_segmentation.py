@@ -160,10 +160,12 @@ def test_prepare_segmentation_arrays_and_cache(tiny_seg, tmp_path, caplog):
     assert "cache hit" in caplog.text
 
 
-def test_segmentation_rejects_3d_shapes(tiny_seg, tmp_path):
+def test_segmentation_rejects_3d_shapes_and_accepts_augment(tiny_seg, tmp_path):
     options = DataOptions(root=tiny_seg, cache_dir=tmp_path)
     with pytest.raises(DataError, match="2D data/shape"):
         prepare(TASK, DataConfig(task="segmentation", shape=(8, 8, 8)), options, seed=0)
+    data = prepare(TASK, DataConfig(task="segmentation", shape=(8, 8), augment=True), options, seed=0)
+    assert data.arrays["train/x"].shape[1:] == (1, 8, 8)
 
 
 @pytest.mark.parametrize("channels,shape", [((4, 8), (16, 16)), ((4, 8, 16), (32, 24)),

@@ -6,9 +6,10 @@ from typing import Callable, Mapping
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 
-Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+from core.data.augment import Augmenter
+from core.data.sampling import EpochTagged
 
 
 class ArrayDataset(Dataset):
@@ -16,49 +17,56 @@ class ArrayDataset(Dataset):
 
     x: (N, C, *spatial) float32; y: (N,) int64 labels or (N, *spatial) masks.
     Each item is copied before ``torch.from_numpy``, so shared arrays are never written.
+    An item may be an index or ``(index, epoch)`` (``EpochTagged``); the epoch seeds ``augment``.
     """
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, *, augment: Augment | None = None,
-                 seed: int = 0) -> None:
+    def __init__(self, x: np.ndarray, y: np.ndarray, *, augment: Augmenter | None = None) -> None:
         if len(x) != len(y):
             raise ValueError(f"x has {len(x)} samples but y has {len(y)}")
         self.x, self.y, self.augment = x, y, augment
-        self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
         return len(self.x)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index, epoch = item if isinstance(item, tuple) else (item, 0)
         x = np.array(self.x[index], dtype=np.float32)
+        y = np.array(self.y[index])
         if self.augment is not None:
-            x = self.augment(x, self.rng)
-        return torch.from_numpy(np.ascontiguousarray(x)), torch.as_tensor(np.array(self.y[index]))
+            x, y = self.augment(x, y, epoch=epoch)
+        return torch.from_numpy(np.ascontiguousarray(x)), torch.as_tensor(y)  # y: () or (*spatial)
 
 
 class ArrayDataModule(pl.LightningDataModule):
     """Train/val/test loaders over ``arrays["<split>/x"]`` and ``arrays["<split>/y"]``.
 
-    ``sampler_factory(labels, seed)`` may supply the training sampler (e.g. 1:5 negatives).
+    ``sampler_factory(labels, seed)`` may supply the training sampler (e.g. 1:5 negatives);
+    ``augment`` applies to the training split only, reseeded per worker and epoch.
     """
 
     def __init__(self, arrays: Mapping[str, np.ndarray], *, batch_size: int, num_workers: int = 0,
-                 pin_memory: bool = False, augment: Augment | None = None, seed: int = 0,
+                 pin_memory: bool = False, augment: Augmenter | None = None, seed: int = 0,
                  sampler_factory: Callable | None = None) -> None:
         super().__init__()
         self.arrays, self.batch_size = arrays, batch_size
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self.augment, self.seed, self.sampler_factory = augment, seed, sampler_factory
 
+    def _train_sampler(self, dataset: ArrayDataset, generator: torch.Generator) -> Sampler:
+        labels = np.asarray(self.arrays["train/y"])
+        sampler = (self.sampler_factory(labels, self.seed) if self.sampler_factory
+                   else RandomSampler(dataset, generator=generator))
+        return EpochTagged(sampler) if self.augment is not None else sampler
+
     def _loader(self, split: str, *, train: bool = False) -> DataLoader:
         dataset = ArrayDataset(self.arrays[f"{split}/x"], self.arrays[f"{split}/y"],
-                               augment=self.augment if train else None, seed=self.seed)
-        sampler = (self.sampler_factory(np.asarray(self.arrays[f"{split}/y"]), self.seed)
-                   if train and self.sampler_factory else None)
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=train and sampler is None,
-                          sampler=sampler, num_workers=self.num_workers,
-                          pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0,
-                          drop_last=train and len(dataset) > self.batch_size,
-                          generator=torch.Generator().manual_seed(self.seed) if train else None)
+                               augment=self.augment if train else None)
+        generator = torch.Generator().manual_seed(self.seed) if train else None
+        return DataLoader(dataset, batch_size=self.batch_size,
+                          sampler=self._train_sampler(dataset, generator) if train else None,
+                          num_workers=self.num_workers, pin_memory=self.pin_memory,
+                          persistent_workers=self.num_workers > 0,
+                          drop_last=train and len(dataset) > self.batch_size, generator=generator)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)

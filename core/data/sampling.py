@@ -1,12 +1,9 @@
-"""Training-time sampling and augmentation chosen by ``DataConfig`` (train split only)."""
+"""Training samplers chosen by ``DataConfig`` (train split only)."""
 from __future__ import annotations
 
-import math
 from typing import Callable, Iterator
 
 import numpy as np
-import torch
-from torch.nn import functional as F
 from torch.utils.data import Sampler
 
 from core.config import DataConfig
@@ -16,6 +13,8 @@ class NegativeRatioSampler(Sampler[int]):
     """Each epoch: every positive, plus ``ratio`` negatives per positive drawn afresh.
 
     labels: (N,) 0/1. Keeps all negatives when there are fewer than asked for.
+    Hand-written because torch's WeightedRandomSampler draws with replacement and only in
+    expectation, not "all positives plus exactly ratio x P distinct negatives" as the seed does.
     """
 
     def __init__(self, labels: np.ndarray, *, ratio: float, seed: int = 0) -> None:
@@ -34,39 +33,31 @@ class NegativeRatioSampler(Sampler[int]):
         return iter(order.tolist())
 
 
+class EpochTagged(Sampler[tuple[int, int]]):
+    """Yields ``(index, epoch)`` from ``sampler``, so a data-loader worker knows the epoch.
+
+    Persistent workers outlive an epoch and cannot see the main process's state; the tag lets
+    the dataset reseed its augmentation per epoch. Lightning calls ``set_epoch`` before each
+    epoch (so resumed runs keep counting); without it each new pass counts one up.
+    """
+
+    def __init__(self, sampler: Sampler[int]) -> None:
+        self.sampler = sampler
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.sampler)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        return ((int(index), epoch) for index in self.sampler)
+
+
 def sampler_for(cfg: DataConfig) -> Callable[[np.ndarray, int], Sampler] | None:
     """A factory for the training sampler, or None to shuffle every sample every epoch."""
     if cfg.negative_ratio <= 0:
         return None
     return lambda labels, seed: NegativeRatioSampler(labels, ratio=cfg.negative_ratio, seed=seed)
-
-
-def random_affine(x: np.ndarray, rng: np.random.Generator, *, max_offset: float = 0.1,
-                  max_scale: float = 0.1, max_degrees: float = 15.0,
-                  noise_std: float = 0.02) -> np.ndarray:
-    """Flip, offset, scale, rotate (within one plane) and add noise to one sample.
-
-    x: (C, *spatial) float32 in [0, 1], 2D or 3D; returns the same shape.
-    """
-    spatial = x.ndim - 1
-    for axis in range(1, x.ndim):
-        if rng.random() < 0.5:
-            x = np.flip(x, axis=axis)
-    angle = math.radians(rng.uniform(-max_degrees, max_degrees))
-    scale = 1.0 + rng.uniform(-max_scale, max_scale)
-    theta = np.eye(spatial, spatial + 1)
-    rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
-    theta[-2:, -3:-1] = rot  # a rotation within one plane
-    theta[:, :spatial] /= scale
-    theta[:, -1] = rng.uniform(-max_offset, max_offset, spatial) * 2
-    tensor = torch.from_numpy(np.ascontiguousarray(x))[None]
-    grid = F.affine_grid(torch.from_numpy(theta).float()[None], list(tensor.shape),
-                         align_corners=False)
-    moved = F.grid_sample(tensor, grid, mode="bilinear", padding_mode="border",
-                          align_corners=False)[0].numpy()
-    return (moved + rng.normal(0.0, noise_std, moved.shape)).astype(np.float32)
-
-
-def augment_for(cfg: DataConfig) -> Callable[[np.ndarray, np.random.Generator], np.ndarray] | None:
-    """The training augmentation for ``cfg`` (None when ``cfg.augment`` is off)."""
-    return random_affine if cfg.augment else None

@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
+from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
 
 from core.metrics import VAL_LOSS, confusion, segmentation_scores
 from search_spaces.types import Choice, Distribution, LogUniform
@@ -193,59 +193,68 @@ def plot_learning_curves(histories: Mapping[str, pd.DataFrame], trial_ids: Seque
     return _save(fig, path)
 
 
+def _operating_point(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
+    """Sensitivity, false positive rate and precision at ``threshold`` (from ``confusion``)."""
+    c = confusion(y, p, threshold)
+    return {"tpr": c["tp"] / max(c["tp"] + c["fn"], 1), "fpr": c["fp"] / max(c["fp"] + c["tn"], 1),
+            "precision": c["tp"] / max(c["tp"] + c["fp"], 1)}
+
+
 def plot_test_curves(y: np.ndarray, p: np.ndarray, threshold: float, path: Path) -> Path:
-    """Test ROC (left) and precision-recall (right) of the final model, threshold marked."""
+    """Test ROC (left) and precision-recall (right) of the final model, threshold marked.
+
+    Drawn by scikit-learn's RocCurveDisplay and PrecisionRecallDisplay on our own axes.
+    """
     y, p = np.asarray(y).astype(int), np.asarray(p, dtype=float)
-    pred = p >= threshold
-    tpr_t = (pred & (y == 1)).sum() / max((y == 1).sum(), 1)
-    fpr_t = (pred & (y == 0)).sum() / max((y == 0).sum(), 1)
-    prec_t = (pred & (y == 1)).sum() / max(pred.sum(), 1)
+    point = _operating_point(y, p, threshold)
     fig = _figure(11.0, 4.6)
     left, right = fig.subplots(1, 2)
-    fpr, tpr, _ = roc_curve(y, p)
-    left.plot(fpr, tpr, color="C0", linewidth=2, label=f"final model (AUROC {auc(fpr, tpr):.3f})")
-    left.plot([0, 1], [0, 1], linestyle="--", color="0.6", label="chance")
+    curve = {"color": "C0", "linewidth": 2}
+    chance = {"linestyle": "--", "color": "0.6"}
+    RocCurveDisplay.from_predictions(y, p, ax=left, name="final model", curve_kwargs=curve,
+                                     plot_chance_level=True, chance_level_kw=chance)
     left.set_xlabel("false positive rate (1 - specificity)")
     left.set_ylabel("true positive rate (sensitivity)")
     left.set_title(f"Test ROC ({len(y)} cases, {int(y.sum())} positive)")
-    precision, recall, _ = precision_recall_curve(y, p)
-    right.plot(recall, precision, color="C0", linewidth=2,
-               label=f"final model (AP {average_precision_score(y, p):.3f})")
-    right.axhline(y.mean(), linestyle="--", color="0.6", label=f"prevalence {y.mean():.2f}")
+    PrecisionRecallDisplay.from_predictions(y, p, ax=right, name="final model", curve_kwargs=curve,
+                                            plot_chance_level=True, chance_level_kw=chance)
     right.set_xlabel("recall (sensitivity)")
     right.set_ylabel("precision (PPV)")
     right.set_title("Test precision-recall")
     marker = f"threshold {threshold:.3f} (chosen on val)"
-    left.scatter([fpr_t], [tpr_t], s=70, color="tab:red", zorder=3, label=marker)
-    right.scatter([tpr_t], [prec_t], s=70, color="tab:red", zorder=3, label=marker)
+    left.scatter([point["fpr"]], [point["tpr"]], s=70, color="tab:red", zorder=3, label=marker)
+    right.scatter([point["tpr"]], [point["precision"]], s=70, color="tab:red", zorder=3,
+                  label=marker)
     for ax in (left, right):
         ax.set_xlim(-0.02, 1.02)
         ax.set_ylim(-0.02, 1.02)
+        ax.set_aspect("auto")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right" if ax is left else "lower left")
     return _save(fig, path)
 
 
 def plot_confusion(y: np.ndarray, p: np.ndarray, threshold: float, path: Path) -> Path:
-    """The test confusion matrix at the val-chosen threshold, counts and row percentages."""
+    """The test confusion matrix at the val-chosen threshold, counts and row percentages.
+
+    Drawn by scikit-learn's ConfusionMatrixDisplay; counts come from ``core.metrics.confusion``.
+    """
     counts = confusion(y, p, threshold)
     matrix = np.array([[counts["tn"], counts["fp"]], [counts["fn"], counts["tp"]]])
     fig = _figure(5.0, 4.2)
     ax = fig.subplots()
-    image = ax.imshow(matrix, cmap="Blues", vmin=0)
+    display = ConfusionMatrixDisplay(matrix, display_labels=["negative (0)", "positive (1)"])
+    display.plot(ax=ax, cmap="Blues", colorbar=False, im_kw={"vmin": 0}, text_kw={"fontsize": 11})
     names = [["TN", "FP"], ["FN", "TP"]]
     for t in (0, 1):
         for q in (0, 1):
             share = matrix[t, q] / max(matrix[t].sum(), 1)
-            dark = matrix[t, q] > matrix.max() / 2
-            ax.text(q, t, f"{names[t][q]} {matrix[t, q]}\n({share:.0%} of row)", ha="center",
-                    va="center", color="white" if dark else "black", fontsize=11)
-    ax.set_xticks([0, 1], ["negative (0)", "positive (1)"])
+            display.text_[t, q].set_text(f"{names[t][q]} {matrix[t, q]}\n({share:.0%} of row)")
     ax.set_yticks([0, 1], ["negative (0)", "positive (1)"], rotation=90, va="center")
     ax.set_xlabel("predicted class")
     ax.set_ylabel("actual class (test label)")
     ax.set_title(f"Test confusion matrix at threshold {threshold:.3f}")
-    fig.colorbar(image, ax=ax, label="cases", shrink=0.8)
+    fig.colorbar(display.im_, ax=ax, label="cases", shrink=0.8)
     return _save(fig, path)
 
 

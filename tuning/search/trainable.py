@@ -21,6 +21,7 @@ from core.evaluate import predict
 from core.metrics import SCORE
 from core.train import BestWeights, train
 from tuning.search.space import flatten
+from tuning.search.trial_logs import trial_log_dir
 from tuning.search.workers import quiet_trial
 
 CHECKPOINT_FILE = "checkpoint.ckpt"
@@ -98,7 +99,7 @@ def sweep_trial(config: dict[str, Any], *, data: Mapping[str, np.ndarray], metri
     cfg = trial_config(config, threads=threads)
     with trial_resources(threads), resume_path() as ckpt_path:
         train(cfg, data, metric=metric, mode=mode, callbacks=[TuneReporter()],
-              ckpt_path=ckpt_path)
+              ckpt_path=ckpt_path, log_dir=trial_log_dir())
 
 
 def retrain_trial(config: dict[str, Any], *, data: Mapping[str, np.ndarray], metric: str,
@@ -111,7 +112,7 @@ def retrain_trial(config: dict[str, Any], *, data: Mapping[str, np.ndarray], met
     cfg = trial_config(config, threads=threads)
     with trial_resources(threads):
         result = train(cfg, data, metric=metric, mode=mode,
-                       callbacks=[TuneReporter(save_checkpoints=False)])
+                       callbacks=[TuneReporter(save_checkpoints=False)], log_dir=trial_log_dir())
         batch = cfg.train.batch_size
         val_p = predict(result.module, data["val/x"], batch_size=batch)
         test_p = predict(result.module, data["test/x"], batch_size=batch)

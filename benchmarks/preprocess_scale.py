@@ -1,0 +1,176 @@
+"""python benchmarks/preprocess_scale.py [--data /tmp/medtune-realsize] [--runs 2] [--cpus 2]
+
+Wall time and the driver's peak RSS of ``core.tasks.prepare`` on the real-size sets of
+``benchmarks/realsize_data.py`` (generated there first if absent): serial (``mapper=map``) against
+parallel (``mapper=tuning.parallel.ray_map`` on ``ray.init(num_cpus=--cpus)``), for luna16 and
+egfr with their search spaces' fixed data settings. Every variant runs in its own child process
+with a fresh cache folder (deleted after), ``--runs`` times, alternating serial and parallel; the
+peak RSS is the child's ``ru_maxrss`` (Ray's workers are other processes, not counted).
+
+The yardstick for the driver's memory is "2 scans + the output arrays": the two largest scans of
+the set as ``read_volume`` holds them (float32) plus the bytes of the cached arrays.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+MiB = 2**20
+
+
+def scan_bytes(folder: Path) -> list[int]:
+    """In-memory float32 bytes of every scan of a real-size set (from headers only), largest first."""
+    import SimpleITK as sitk
+
+    sizes = []
+    for path in sorted(folder.rglob("*.mhd")):
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()
+        sizes.append(4 * math.prod(reader.GetSize()))
+    for series in (p for p in folder.iterdir() if p.is_dir() and any(p.glob("*.dcm"))):
+        slices = sorted(series.glob("*.dcm"))
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(slices[0]))
+        reader.ReadImageInformation()
+        width, height = reader.GetSize()[:2]
+        sizes.append(4 * width * height * len(slices))
+    return sorted(sizes, reverse=True)
+
+
+def current_rss() -> int:
+    """This process's resident set now, bytes (Linux)."""
+    status = Path("/proc/self/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0]) * 1024
+
+
+def child(task_name: str, variant: str, root: Path, cache: Path, cpus: int) -> dict:
+    """Prepare ``task_name`` once in this process; wall time, RSS figures and sizes."""
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    from core.config import TrialConfig
+    from core.data.prepared import DataOptions
+    from core.tasks import get_task, prepare
+    from search_spaces import get_space
+
+    cfg = TrialConfig.from_dict(get_space(task_name).fixed).data
+    options = DataOptions(root=root, cache_dir=cache)
+    mapper, ray_init_s = map, 0.0
+    if variant == "parallel":
+        import ray
+
+        from tuning.parallel import ray_map
+
+        started = time.perf_counter()
+        ray.init(num_cpus=cpus, include_dashboard=False, configure_logging=False, log_to_driver=False)
+        ray_init_s, mapper = time.perf_counter() - started, ray_map
+    task = get_task(task_name)  # imports the task's module (and torch) before the clock starts
+    before = current_rss()
+    started = time.perf_counter()
+    data = prepare(task, cfg, options, seed=42, mapper=mapper)
+    wall = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    warm = None
+    if variant == "parallel":  # again, with Ray's workers started and their imports done
+        started = time.perf_counter()
+        prepare(task, cfg, replace(options, cache_dir=cache / "warm"), seed=42, mapper=mapper)
+        warm = time.perf_counter() - started
+    out = {"task": task_name, "variant": variant, "wall_s": wall, "warm_wall_s": warm,
+           "ray_init_s": ray_init_s, "rss_before_prepare": before, "peak_rss": peak,
+           "output_bytes": sum(a.nbytes for a in data.arrays.values()),
+           "n_cases": {k: int(v.shape[0]) for k, v in data.arrays.items() if k.endswith("/x")},
+           "case_shape": list(data.arrays["train/x"].shape[1:])}
+    if variant == "parallel":
+        import ray
+
+        ray.shutdown()
+    return out
+
+
+def run_child(task_name: str, variant: str, root: Path, cpus: int, scratch: Path) -> dict:
+    cache = Path(tempfile.mkdtemp(prefix=f"{task_name}-{variant}-", dir=scratch))
+    try:
+        proc = subprocess.run([sys.executable, __file__, "--child", task_name, variant, str(root),
+                               str(cache), "--cpus", str(cpus)], capture_output=True, text=True)
+        if proc.returncode:
+            sys.exit(f"{task_name} {variant} failed:\n{proc.stderr[-3000:]}")
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def loadavg() -> str:
+    """The 1, 5 and 15 minute load averages."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def report(results: list[dict], scans: dict[str, list[int]]) -> None:
+    print("\n| task | variant | run | wall s | warm workers s | ray.init s | driver RSS before | "
+          "driver peak RSS | peak - before | 2 scans + outputs | (peak - before) / yardstick |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        yard = sum(scans[r["task"]][:2]) + r["output_bytes"]
+        grown = r["peak_rss"] - r["rss_before_prepare"]
+        warm = "-" if r["warm_wall_s"] is None else f"{r['warm_wall_s']:.1f}"
+        print(f"| {r['task']} | {r['variant']} | {r['run']} | {r['wall_s']:.1f} | {warm} | "
+              f"{r['ray_init_s']:.1f} | {r['rss_before_prepare'] / MiB:.0f} MiB | {r['peak_rss'] / MiB:.0f} MiB | "
+              f"{grown / MiB:.0f} MiB | {yard / MiB:.0f} MiB | {grown / yard:.2f} |")
+    for task in dict.fromkeys(r["task"] for r in results):
+        walls = {v: [r["wall_s"] for r in results if r["task"] == task and r["variant"] == v]
+                 for v in ("serial", "parallel")}
+        ratios = [s / p for s, p in zip(walls["serial"], walls["parallel"])]
+        warm = [s / r["warm_wall_s"] for s, r in zip(walls["serial"], [r for r in results if r["task"] == task
+                                                                     and r["variant"] == "parallel"])]
+        first = next(r for r in results if r["task"] == task)
+        print(f"{task}: speed-up serial/parallel per run {[round(x, 2) for x in ratios]} "
+              f"(warm workers {[round(x, 2) for x in warm]}), "
+              f"of the means {sum(walls['serial']) / sum(walls['parallel']):.2f}; cases {first['n_cases']} "
+              f"of shape {first['case_shape']}, outputs {first['output_bytes'] / MiB:.0f} MiB, "
+              f"largest two scans {sum(scans[task][:2]) / MiB:.0f} MiB (float32)")
+
+
+def main() -> None:
+    args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    args.add_argument("--data", type=Path, default=Path("/tmp/medtune-realsize"))
+    args.add_argument("--runs", type=int, default=2)
+    args.add_argument("--cpus", type=int, default=2)
+    args.add_argument("--tasks", nargs="+", default=["luna16", "egfr"])
+    args.add_argument("--child", nargs=4, metavar=("TASK", "VARIANT", "ROOT", "CACHE"), help=argparse.SUPPRESS)
+    opts = args.parse_args()
+    if opts.child:
+        task_name, variant, root, cache = opts.child
+        print(json.dumps(child(task_name, variant, Path(root), Path(cache), opts.cpus)))
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from realsize_data import realsize_sets
+
+    sets = realsize_sets(opts.data)
+    scans = {task: scan_bytes(folder) for task, folder in sets.items()}
+    scratch = Path(os.environ.get("MEDTUNE_CACHE_DIR", tempfile.gettempdir())) / "preprocess-scale"
+    scratch.mkdir(parents=True, exist_ok=True)
+    print(f"load average before: {loadavg()} on {os.cpu_count()} CPUs", flush=True)
+    results = []
+    for run in range(1, opts.runs + 1):
+        for task in opts.tasks:
+            for variant in ("serial", "parallel"):
+                result = {**run_child(task, variant, sets[task], opts.cpus, scratch), "run": run}
+                print(f"run {run} {task} {variant}: {result['wall_s']:.1f} s, peak RSS "
+                      f"{result['peak_rss'] / MiB:.0f} MiB, load {loadavg()}", flush=True)
+                results.append(result)
+    print(f"load average after: {loadavg()}")
+    report(results, scans)
+
+
+if __name__ == "__main__":
+    main()

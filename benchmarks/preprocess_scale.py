@@ -54,6 +54,12 @@ def current_rss() -> int:
     return int(status.split("VmRSS:")[1].split()[0]) * 1024
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def child(task_name: str, variant: str, root: Path, cache: Path, cpus: int) -> dict:
     """Prepare ``task_name`` once in this process; wall time, RSS figures and sizes."""
     import logging
@@ -76,17 +82,17 @@ def child(task_name: str, variant: str, root: Path, cache: Path, cpus: int) -> d
         ray.init(num_cpus=cpus, include_dashboard=False, configure_logging=False, log_to_driver=False)
         ray_init_s, mapper = time.perf_counter() - started, ray_map
     task = get_task(task_name)  # imports the task's module (and torch) before the clock starts
-    before = current_rss()
+    before, cpu_before = current_rss(), cpu_seconds()
     started = time.perf_counter()
     data = prepare(task, cfg, options, seed=42, mapper=mapper)
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, cpu_seconds() - cpu_before
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     warm = None
     if variant == "parallel":  # again, with Ray's workers started and their imports done
         started = time.perf_counter()
         prepare(task, cfg, replace(options, cache_dir=cache / "warm"), seed=42, mapper=mapper)
         warm = time.perf_counter() - started
-    out = {"task": task_name, "variant": variant, "wall_s": wall, "warm_wall_s": warm,
+    out = {"task": task_name, "variant": variant, "wall_s": wall, "driver_cpu_s": cpu, "warm_wall_s": warm,
            "ray_init_s": ray_init_s, "rss_before_prepare": before, "peak_rss": peak,
            "output_bytes": sum(a.nbytes for a in data.arrays.values()),
            "n_cases": {k: int(v.shape[0]) for k, v in data.arrays.items() if k.endswith("/x")},
@@ -116,27 +122,25 @@ def loadavg() -> str:
 
 
 def report(results: list[dict], scans: dict[str, list[int]]) -> None:
-    print("\n| task | variant | run | wall s | warm workers s | ray.init s | driver RSS before | "
+    print("\n| task | variant | run | wall s | driver CPU s | warm workers s | ray.init s | driver RSS before | "
           "driver peak RSS | peak - before | 2 scans + outputs | (peak - before) / yardstick |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         yard = sum(scans[r["task"]][:2]) + r["output_bytes"]
         grown = r["peak_rss"] - r["rss_before_prepare"]
         warm = "-" if r["warm_wall_s"] is None else f"{r['warm_wall_s']:.1f}"
-        print(f"| {r['task']} | {r['variant']} | {r['run']} | {r['wall_s']:.1f} | {warm} | "
+        print(f"| {r['task']} | {r['variant']} | {r['run']} | {r['wall_s']:.1f} | {r['driver_cpu_s']:.1f} | {warm} | "
               f"{r['ray_init_s']:.1f} | {r['rss_before_prepare'] / MiB:.0f} MiB | {r['peak_rss'] / MiB:.0f} MiB | "
               f"{grown / MiB:.0f} MiB | {yard / MiB:.0f} MiB | {grown / yard:.2f} |")
     for task in dict.fromkeys(r["task"] for r in results):
-        walls = {v: [r["wall_s"] for r in results if r["task"] == task and r["variant"] == v]
-                 for v in ("serial", "parallel")}
-        ratios = [s / p for s, p in zip(walls["serial"], walls["parallel"])]
-        warm = [s / r["warm_wall_s"] for s, r in zip(walls["serial"], [r for r in results if r["task"] == task
-                                                                     and r["variant"] == "parallel"])]
-        first = next(r for r in results if r["task"] == task)
-        print(f"{task}: speed-up serial/parallel per run {[round(x, 2) for x in ratios]} "
-              f"(warm workers {[round(x, 2) for x in warm]}), "
-              f"of the means {sum(walls['serial']) / sum(walls['parallel']):.2f}; cases {first['n_cases']} "
-              f"of shape {first['case_shape']}, outputs {first['output_bytes'] / MiB:.0f} MiB, "
+        mine = [r for r in results if r["task"] == task]
+        serial = [r["wall_s"] for r in mine if r["variant"] == "serial"]
+        cold = [r["wall_s"] for r in mine if r["variant"] == "parallel"]
+        warm = [r["warm_wall_s"] for r in mine if r["variant"] == "parallel"]
+        print(f"{task}: speed-up serial/parallel per run {[round(s / p, 2) for s, p in zip(serial, cold)]} "
+              f"(warm workers {[round(s / w, 2) for s, w in zip(serial, warm)]}); best of each: "
+              f"{min(serial) / min(cold):.2f} (warm {min(serial) / min(warm):.2f}); cases {mine[0]['n_cases']} "
+              f"of shape {mine[0]['case_shape']}, outputs {mine[0]['output_bytes'] / MiB:.0f} MiB, "
               f"largest two scans {sum(scans[task][:2]) / MiB:.0f} MiB (float32)")
 
 

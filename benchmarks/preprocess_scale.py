@@ -121,27 +121,43 @@ def loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
+COLUMNS = ("task", "variant", "run", "wall s", "driver CPU s", "warm workers s", "ray.init s",
+           "driver RSS before", "driver peak RSS", "peak - before", "2 scans + outputs",
+           "(peak - before) / yardstick")
+
+
+def row(r: dict, scans: list[int]) -> list[str]:
+    """One result as table cells, in ``COLUMNS`` order."""
+    yard = sum(scans[:2]) + r["output_bytes"]
+    grown = r["peak_rss"] - r["rss_before_prepare"]
+    warm = "-" if r["warm_wall_s"] is None else f"{r['warm_wall_s']:.1f}"
+    return [r["task"], r["variant"], str(r["run"]), f"{r['wall_s']:.1f}", f"{r['driver_cpu_s']:.1f}",
+            warm, f"{r['ray_init_s']:.1f}", f"{r['rss_before_prepare'] / MiB:.0f} MiB",
+            f"{r['peak_rss'] / MiB:.0f} MiB", f"{grown / MiB:.0f} MiB", f"{yard / MiB:.0f} MiB",
+            f"{grown / yard:.2f}"]
+
+
+def summary(task: str, results: list[dict], scans: list[int]) -> str:
+    """Speed-ups per run (cold and warm workers), best of each, and the sizes behind the yardstick."""
+    mine = [r for r in results if r["task"] == task]
+    serial = [r["wall_s"] for r in mine if r["variant"] == "serial"]
+    cold = [r["wall_s"] for r in mine if r["variant"] == "parallel"]
+    warm = [r["warm_wall_s"] for r in mine if r["variant"] == "parallel"]
+    per_run = [round(s / p, 2) for s, p in zip(serial, cold)]
+    per_run_warm = [round(s / w, 2) for s, w in zip(serial, warm)]
+    return (f"{task}: speed-up serial/parallel per run {per_run} (warm workers {per_run_warm}); "
+            f"best of each: {min(serial) / min(cold):.2f} (warm {min(serial) / min(warm):.2f}); "
+            f"cases {mine[0]['n_cases']} of shape {mine[0]['case_shape']}, "
+            f"outputs {mine[0]['output_bytes'] / MiB:.0f} MiB, "
+            f"largest two scans {sum(scans[:2]) / MiB:.0f} MiB (float32)")
+
+
 def report(results: list[dict], scans: dict[str, list[int]]) -> None:
-    print("\n| task | variant | run | wall s | driver CPU s | warm workers s | ray.init s | driver RSS before | "
-          "driver peak RSS | peak - before | 2 scans + outputs | (peak - before) / yardstick |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("\n| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS))
     for r in results:
-        yard = sum(scans[r["task"]][:2]) + r["output_bytes"]
-        grown = r["peak_rss"] - r["rss_before_prepare"]
-        warm = "-" if r["warm_wall_s"] is None else f"{r['warm_wall_s']:.1f}"
-        print(f"| {r['task']} | {r['variant']} | {r['run']} | {r['wall_s']:.1f} | {r['driver_cpu_s']:.1f} | {warm} | "
-              f"{r['ray_init_s']:.1f} | {r['rss_before_prepare'] / MiB:.0f} MiB | {r['peak_rss'] / MiB:.0f} MiB | "
-              f"{grown / MiB:.0f} MiB | {yard / MiB:.0f} MiB | {grown / yard:.2f} |")
+        print("| " + " | ".join(row(r, scans[r["task"]])) + " |")
     for task in dict.fromkeys(r["task"] for r in results):
-        mine = [r for r in results if r["task"] == task]
-        serial = [r["wall_s"] for r in mine if r["variant"] == "serial"]
-        cold = [r["wall_s"] for r in mine if r["variant"] == "parallel"]
-        warm = [r["warm_wall_s"] for r in mine if r["variant"] == "parallel"]
-        print(f"{task}: speed-up serial/parallel per run {[round(s / p, 2) for s, p in zip(serial, cold)]} "
-              f"(warm workers {[round(s / w, 2) for s, w in zip(serial, warm)]}); best of each: "
-              f"{min(serial) / min(cold):.2f} (warm {min(serial) / min(warm):.2f}); cases {mine[0]['n_cases']} "
-              f"of shape {mine[0]['case_shape']}, outputs {mine[0]['output_bytes'] / MiB:.0f} MiB, "
-              f"largest two scans {sum(scans[task][:2]) / MiB:.0f} MiB (float32)")
+        print(summary(task, results, scans[task]))
 
 
 def main() -> None:
@@ -150,7 +166,8 @@ def main() -> None:
     args.add_argument("--runs", type=int, default=2)
     args.add_argument("--cpus", type=int, default=2)
     args.add_argument("--tasks", nargs="+", default=["luna16", "egfr"])
-    args.add_argument("--child", nargs=4, metavar=("TASK", "VARIANT", "ROOT", "CACHE"), help=argparse.SUPPRESS)
+    args.add_argument("--child", nargs=4, metavar=("TASK", "VARIANT", "ROOT", "CACHE"),
+                      help=argparse.SUPPRESS)  # one variant in this process (run by the parent)
     opts = args.parse_args()
     if opts.child:
         task_name, variant, root, cache = opts.child

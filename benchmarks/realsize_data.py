@@ -83,8 +83,9 @@ def _luna_series(rng: np.random.Generator) -> tuple[np.ndarray, Geometry, np.nda
     volume = _volume(rng, depth, list(zip(positives, diameters)), spacing_zyx)
     flipped = rng.uniform() < 0.15
     half = SIZE * inplane / 2
-    origin = (half if flipped else -half, half - rng.uniform(0, 40) if flipped else rng.uniform(-40, 0) - half,
-              rng.uniform(-350, -50))
+    offset = rng.uniform(0, 40) if flipped else rng.uniform(-40, 0)  # the table's height, mm
+    origin = (half, half - offset, rng.uniform(-350, -50)) if flipped else \
+        (-half, offset - half, rng.uniform(-350, -50))
     geometry = Geometry(spacing=(inplane, inplane, float(thickness)), origin=origin,
                         direction=FLIPPED_XY if flipped else IDENTITY)
     return volume, geometry, positives, negatives, diameters
@@ -104,7 +105,8 @@ def write_luna16(folder: Path, *, n_scans: int, seed: int) -> None:
         candidates += [(uid, *point, 0) for point in voxel_to_world(negatives, geometry)]
         print(f"luna16 scan {i + 1}/{n_scans}: {volume.shape} {volume.nbytes / 2**20:.0f} MiB", flush=True)
     columns = ["seriesuid", "coordX", "coordY", "coordZ"]
-    pd.DataFrame(annotations, columns=[*columns, "diameter_mm"]).to_csv(folder / "annotations.csv", index=False)
+    annotations_table = pd.DataFrame(annotations, columns=[*columns, "diameter_mm"])
+    annotations_table.to_csv(folder / "annotations.csv", index=False)
     pd.DataFrame(candidates, columns=[*columns, "class"]).to_csv(folder / "candidates_V2.csv", index=False)
 
 
@@ -125,7 +127,8 @@ def write_egfr(folder: Path, *, n_series: int, seed: int) -> None:
                             origin=(-half, rng.uniform(-40, 0) - half, rng.uniform(-350, -50)))
         write_dicom_series(volume, geometry, folder / case, patient_id=case)
         print(f"egfr series {i + 1}/{n_series}: {volume.shape}", flush=True)
-    pd.DataFrame({"Case ID": ids, "EGFR mutation status": statuses}).to_csv(folder / "clinical.csv", index=False)
+    clinical = pd.DataFrame({"Case ID": ids, "EGFR mutation status": statuses})
+    clinical.to_csv(folder / "clinical.csv", index=False)
 
 
 def realsize_sets(out: Path, *, n_scans: int = 24, n_series: int = 12, seed: int = 0) -> dict[str, Path]:
@@ -133,7 +136,8 @@ def realsize_sets(out: Path, *, n_scans: int = 24, n_series: int = 12, seed: int
     out = Path(out)
     repo = Path(__file__).resolve().parents[1]
     if out.resolve().is_relative_to(repo):
-        raise ValueError(f"--out {out} lies inside the repository {repo}; pass a folder outside it (e.g. /tmp)")
+        raise ValueError(f"--out {out} lies inside the repository {repo}; pass a folder outside it "
+                         "(e.g. /tmp)")
     if n_scans < 12 or n_series < 9:
         raise ValueError(f"Need >= 12 scans and >= 9 series so every split gets both classes, got "
                          f"{n_scans} scans and {n_series} series")

@@ -7,10 +7,12 @@ For each k a Ray Tune run starts k trials of a function trainable wrapped in
 page of its read-only arrays and then holds them until the driver has measured. The measure is
 the proportional set size (PSS, ``/proc/<pid>/smaps_rollup``) summed over the driver and every
 process under it (GCS, raylet with the object store, the trial workers): a page shared by n
-processes counts 1/n in each, so the sum counts the shared-memory store once. The same run with a
-one-element dataset is the baseline; (total - baseline) / dataset size is the figure of merit
-(target <= 1.1 for every k). ``--copy-control`` adds a run whose trials copy their arrays, to show
-the measure sees copies. Linux only.
+processes counts 1/n in each, so the sum counts the shared-memory store once. Its anonymous and
+shared-memory parts (``Pss_Anon + Pss_Shmem``) hold the data and any copy of it; file-backed
+pages (libraries) are left out of the figure of merit because their share moves with unrelated
+processes that map the same files. The same run with a one-cutout dataset is the baseline;
+(with data - baseline) / dataset size is the figure of merit (target <= 1.1 for every k).
+``--copy-control`` adds a run whose trials copy their arrays, to show the measure sees copies. Linux only.
 """
 from __future__ import annotations
 
@@ -53,23 +55,14 @@ def descendants(root: int) -> list[int]:
     return found
 
 
-def pss(pid: int) -> tuple[int, int]:
-    """(total PSS, PSS of /dev/shm mappings: the object store) of one process, bytes."""
-    total = shm = 0
-    current_shm = False
+def rollup(pid: int) -> dict[str, int]:
+    """Bytes of one process's ``Pss``, ``Pss_Anon`` and ``Pss_Shmem`` (``/proc/<pid>/smaps_rollup``)."""
     try:
-        lines = Path(f"/proc/{pid}/smaps").read_text().splitlines()
+        lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
     except OSError:  # gone meanwhile
-        return 0, 0
-    for line in lines:
-        head = line.split(maxsplit=1)[0]
-        if not head.endswith(":"):  # a mapping's header line: address range ... path
-            current_shm = "/dev/shm/" in line
-        elif head == "Pss:":
-            kib = int(line.split()[1]) * 1024
-            total += kib
-            shm += kib if current_shm else 0
-    return total, shm
+        return {}
+    fields = (line.split() for line in lines[1:])
+    return {f[0].rstrip(":"): int(f[1]) * 1024 for f in fields if f[0] in ("Pss:", "Pss_Anon:", "Pss_Shmem:")}
 
 
 def name_of(pid: int) -> str:
@@ -80,15 +73,19 @@ def name_of(pid: int) -> str:
 
 
 def tree_memory(trial_pids: set[int]) -> dict[str, int]:
-    """PSS summed over this process's tree, split into trials, raylet, driver, the rest, and /dev/shm."""
-    parts = {"trials": 0, "raylet": 0, "driver": 0, "other": 0, "shm": 0, "total": 0}
+    """Memory of this process's tree: ``pss`` (all of it) and ``data`` (anonymous + shared memory,
+    i.e. without file-backed pages such as libraries, whose share moves with unrelated processes),
+    ``data`` split into trials, raylet, driver and the rest, and ``shmem`` (the object store)."""
+    parts = {"trials": 0, "raylet": 0, "driver": 0, "other": 0, "shmem": 0, "data": 0, "pss": 0}
     for pid in descendants(os.getpid()):
-        total, shm = pss(pid)
+        memory = rollup(pid)
+        data = memory.get("Pss_Anon", 0) + memory.get("Pss_Shmem", 0)
         part = ("trials" if pid in trial_pids else "driver" if pid == os.getpid()
                 else "raylet" if name_of(pid) == "raylet" else "other")
-        parts[part] += total
-        parts["shm"] += shm
-        parts["total"] += total
+        parts[part] += data
+        parts["data"] += data
+        parts["shmem"] += memory.get("Pss_Shmem", 0)
+        parts["pss"] += memory.get("Pss", 0)
     return parts
 
 
@@ -160,21 +157,22 @@ def main() -> None:
     opts = args.parse_args()
     store = max(2 * opts.mib, 1024) * MiB
     runs = [(k, False) for k in opts.k] + ([(2, True)] if opts.copy_control else [])
-    rows = ["| k | trials copy? | dataset | baseline total | total | total - baseline | / dataset | "
-            "trials + raylet + driver - their baseline | / dataset | "
-            "trials | raylet | driver | other | /dev/shm (counted once) | store used (Ray) |",
+    rows = ["| k | trials copy? | dataset | anon + shmem: baseline | with data | growth | / dataset | "
+            "PSS growth | / dataset | trials | raylet | driver | other | shmem (store, counted once) | "
+            "store used (Ray) |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for k, copy in runs:
         base = measure(k, tiny, copy=copy, object_store_bytes=store)
         full = measure(k, lambda: dataset(opts.mib), copy=copy, object_store_bytes=store)
         size = full["dataset"]
-        print(f"baseline k={k}: " + ", ".join(f"{p} {v / MiB:.0f} MiB" for p, v in base.items()), flush=True)
-        grown = full["total"] - base["total"]
-        held = sum(full[p] - base[p] for p in ("trials", "raylet", "driver"))
-        cells = [full[p] / MiB for p in ("trials", "raylet", "driver", "other", "shm", "store_used")]
-        rows.append(f"| {k} | {'yes' if copy else 'no'} | {size / MiB:.0f} MiB | {base['total'] / MiB:.0f} MiB | "
-                    f"{full['total'] / MiB:.0f} MiB | {grown / MiB:.0f} MiB | {grown / size:.2f} | "
-                    f"{held / MiB:.0f} MiB | {held / size:.2f} | "
+        parts = ", ".join(f"{p} {v / MiB:.0f} MiB" for p, v in base.items())
+        print(f"baseline k={k}: {parts}", flush=True)
+        grown, pss_grown = full["data"] - base["data"], full["pss"] - base["pss"]
+        cells = [full[p] / MiB for p in ("trials", "raylet", "driver", "other", "shmem", "store_used")]
+        rows.append(f"| {k} | {'yes' if copy else 'no'} | {size / MiB:.0f} MiB | "
+                    f"{base['data'] / MiB:.0f} MiB | "
+                    f"{full['data'] / MiB:.0f} MiB | {grown / MiB:.0f} MiB | {grown / size:.2f} | "
+                    f"{pss_grown / MiB:.0f} MiB | {pss_grown / size:.2f} | "
                     + " | ".join(f"{c:.0f} MiB" for c in cells) + " |")
     print("\n".join(rows))
 

@@ -7,6 +7,9 @@ egfr with their search spaces' fixed data settings. Every variant runs in its ow
 with a fresh cache folder (deleted after), ``--runs`` times, alternating serial and parallel; the
 peak RSS is the child's ``ru_maxrss`` (Ray's workers are other processes, not counted).
 
+A machine check first times a CPU-bound and a memory-bound job on ``--cpus`` processes against
+one: the speed-up the machine can give at all while the benchmark runs.
+
 The yardstick for the driver's memory is "2 scans + the output arrays": the two largest scans of
 the set as ``read_volume`` holds them (float32) plus the bytes of the cached arrays.
 """
@@ -79,7 +82,8 @@ def child(task_name: str, variant: str, root: Path, cache: Path, cpus: int) -> d
         from tuning.parallel import ray_map
 
         started = time.perf_counter()
-        ray.init(num_cpus=cpus, include_dashboard=False, configure_logging=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False, configure_logging=False,
+                 log_to_driver=False)  # a new local instance, never a cluster found running
         ray_init_s, mapper = time.perf_counter() - started, ray_map
     task = get_task(task_name)  # imports the task's module (and torch) before the clock starts
     before, cpu_before = current_rss(), cpu_seconds()
@@ -101,6 +105,40 @@ def child(task_name: str, variant: str, root: Path, cache: Path, cpus: int) -> d
         import ray
 
         ray.shutdown()
+    return out
+
+
+def _spin(_: int) -> None:
+    """CPU-bound pure Python, ~2 s on one core of the development machine."""
+    total = 0
+    for i in range(30_000_000):
+        total += i * i
+
+
+def _convert(_: int) -> None:
+    """Memory-bound: int16 -> float32 -> copy of a 76 MiB array, 25 times (a scan read's pattern)."""
+    import numpy as np
+
+    scan = np.ones(40_000_000, np.int16)
+    for _ in range(25):
+        np.copy(scan.astype(np.float32))
+
+
+def machine_scaling(cpus: int) -> dict[str, float]:
+    """Speed-up this machine gives right now to ``cpus`` processes over one, for a CPU-bound and a
+    memory-bound job (the same jobs run ``cpus`` times one after another, then all at once)."""
+    from multiprocessing import Pool
+
+    out = {}
+    with Pool(cpus) as pool:
+        for name, job in (("cpu-bound", _spin), ("memory-bound", _convert)):
+            started = time.perf_counter()
+            for k in range(cpus):
+                job(k)
+            serial = time.perf_counter() - started
+            started = time.perf_counter()
+            pool.map(job, range(cpus))
+            out[name] = serial / (time.perf_counter() - started)
     return out
 
 
@@ -181,6 +219,9 @@ def main() -> None:
     scratch = Path(os.environ.get("MEDTUNE_CACHE_DIR", tempfile.gettempdir())) / "preprocess-scale"
     scratch.mkdir(parents=True, exist_ok=True)
     print(f"load average before: {loadavg()} on {os.cpu_count()} CPUs", flush=True)
+    scaling = machine_scaling(opts.cpus)
+    print(f"machine check, {opts.cpus} processes over 1: "
+          + ", ".join(f"{name} {x:.2f}x" for name, x in scaling.items()), flush=True)
     results = []
     for run in range(1, opts.runs + 1):
         for task in opts.tasks:
@@ -190,6 +231,8 @@ def main() -> None:
                       f"{result['peak_rss'] / MiB:.0f} MiB, load {loadavg()}", flush=True)
                 results.append(result)
     print(f"load average after: {loadavg()}")
+    scaling = machine_scaling(opts.cpus)
+    print("machine check after: " + ", ".join(f"{name} {x:.2f}x" for name, x in scaling.items()))
     report(results, scans)
 
 

@@ -106,7 +106,7 @@ def measure(k: int, make_data: Callable[[], dict[str, np.ndarray]], *, copy: boo
     """Memory of this process tree while ``k`` trials hold the arrays ``make_data()`` returns
     (the driver keeps only the object store's copy, as a sweep's driver does)."""
     # a fresh Ray each time: Tune's registry keeps the parameters of a finished run in the store
-    ray.init(num_cpus=k, object_store_memory=object_store_bytes, include_dashboard=False,
+    ray.init(address="local", num_cpus=k, object_store_memory=object_store_bytes, include_dashboard=False,
              configure_logging=False, log_to_driver=False)
     signals = Path(tempfile.mkdtemp(prefix="shm-bench-"))
     data = make_data()

@@ -1,4 +1,6 @@
 """--folds K: grouped, stratified folds over train + val; one model per fold, mean metrics per epoch."""
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -66,3 +68,26 @@ def test_training_on_folds_reports_the_mean_of_the_fold_models_each_epoch():
         assert epoch["val/loss"] == pytest.approx(np.mean([epoch[f"val/fold{k}/loss"] for k in range(3)]))
     weights = [next(fold.parameters()).detach() for fold in result.module.folds]
     assert not np.allclose(weights[0].numpy(), weights[1].numpy())
+
+
+@pytest.mark.slow
+def test_a_sweep_with_folds_chooses_by_the_fold_mean_and_still_tests_once(tiny_egfr, tmp_path):
+    from core.data.prepared import DataOptions
+    from tests.conftest import ensure_ray
+    from tuning.config.options import RunOptions
+    from tuning.pipeline import run_pipeline
+    from tuning.search.settings import SweepSettings
+
+    ensure_ray()
+    options = RunOptions(
+        space="egfr", data=DataOptions(root=tiny_egfr, cache_dir=tmp_path / "cache"), folds=3,
+        sweep=SweepSettings(num_samples=2, max_epochs=2, max_concurrent=2, seed=1),
+        overrides={"data/shape": (8, 8, 8), "train/batch_size": 8}, name="folds",
+        results_dir=tmp_path / "results", top_k=1, retrain_seeds=1, wandb=False)
+    payload = run_pipeline(options)
+    folder = options.results_path()
+    trial = next((folder / "sweep").glob("trial_*/result.json"))
+    first = json.loads(trial.read_text(encoding="utf-8").splitlines()[0])
+    folds = [first[f"val/fold{k}/auroc"] for k in range(3)]
+    assert first["val/auroc"] == pytest.approx(np.nanmean(folds))
+    assert payload["trials"]["total"] == 2 and "auroc" in payload["test"]

@@ -14,12 +14,15 @@ import ray
 from ray import tune
 
 from core.config import TrialConfig
+from core.data.folds import cross_validation_arrays
 from core.data.prepared import PreparedData
 from core.data.splits import write_splits
 from core.tasks import get_task, prepare
+from core.tasks.prepare import Mapper
 from search_spaces import get_space
 from search_spaces.types import SearchSpace
 from tuning.config.options import RunOptions, save_options
+from tuning.parallel import local_map
 from tuning.results import outputs
 from tuning.results.analysis import histories_from_grid
 from tuning.results.overlays import save_overlays
@@ -53,10 +56,14 @@ def resolve_space(space: str | SearchSpace) -> SearchSpace:
     return get_space(space) if isinstance(space, str) else space
 
 
-def prepare_data(space: SearchSpace, options: RunOptions) -> PreparedData:
-    """Read, split and preprocess once (cached on disk), then check every model shape."""
+def prepare_data(space: SearchSpace, options: RunOptions, *, mapper: Mapper = map) -> PreparedData:
+    """Read, split and preprocess once (cached on disk), then check every model shape.
+
+    ``mapper`` maps the per-scan preprocessing (``tuning.parallel.local_map()`` spreads it over
+    this node's cores once Ray runs)."""
     fixed = TrialConfig.from_dict({**space.fixed, **options.overrides})
-    data = prepare(get_task(fixed.data.task), fixed.data, options.data, seed=options.sweep.seed)
+    data = prepare(get_task(fixed.data.task), fixed.data, options.data, seed=options.sweep.seed,
+                   mapper=mapper)
     check_space(space, options.overrides, sample_shape=data.arrays["train/x"].shape[1:])
     return data
 
@@ -71,8 +78,10 @@ def start_ray(address: str | None) -> None:
 
 def run_sweep(space: SearchSpace, data: PreparedData, options: RunOptions, *,
               callbacks: list, resume: bool) -> tune.ResultGrid:
-    """The search on train/val only (the test arrays never enter the object store here)."""
-    arrays = data.without_test().arrays
+    """The search on train/val only (the test arrays never enter the object store here); with
+    ``options.folds``, on K grouped folds of train + val."""
+    arrays = (cross_validation_arrays(data, k=options.folds, seed=options.sweep.seed) if options.folds
+              else data.without_test().arrays)
     return fit_or_resume(
         lambda: build_tuner(space, arrays, options.sweep, overrides=options.overrides,
                             storage_path=options.storage(), callbacks=callbacks,
@@ -100,12 +109,12 @@ def run_pipeline(options: RunOptions, *, resume: bool = False) -> dict[str, Any]
     started = time.time()
     space = resolve_space(options.space)
     folder = options.results_path()
-    data = prepare_data(space, options)
+    start_ray(options.address)
+    data = prepare_data(space, options, mapper=local_map())
     folder.mkdir(parents=True, exist_ok=True)
     save_options(options, folder)
     write_splits(data.manifest if data.manifest is not None else data.splits, folder / "splits.csv")
     mode = prepare_wandb(options.wandb)
-    start_ray(options.address)
     options = replace(options, sweep=resolve_on_cluster(options.sweep, space))
 
     def tracking(job_type: str, *, with_wandb: bool = True) -> list:

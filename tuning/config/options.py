@@ -58,6 +58,11 @@ class RunOptions:
     address: str | None = field(default=None, metadata=flag(
         "Ray cluster to join ('auto' for a running one)", group="where",
         default_text="a local cluster on this machine"))
+    folds: int = field(default=0, metadata=flag(
+        "choose configs by grouped, stratified K-fold cross-validation over train + val (each trial "
+        "reports its K fold models' mean val metric per epoch) instead of the one val split; for "
+        "small data (under ~20 val positives); 0: the val split", group="sweep", metavar="K",
+        default_text="0, the val split"))
     top_k: int = field(default=3, metadata=flag("best configs to retrain", group="retrain and test"))
     retrain_seeds: int = field(default=3, metadata=flag(
         "seeds per retrained config", group="retrain and test"))
@@ -96,7 +101,7 @@ class RunOptions:
     def from_json(cls, payload: dict[str, Any]) -> RunOptions:
         data = {f.name: payload["data"].get(f.name) for f in fields(DataOptions)
                 if f.name in payload["data"]}
-        for key in ("root", "labels_csv", "cache_dir"):
+        for key in ("root", "labels_csv", "cache_dir", "groups_csv"):
             if data.get(key) is not None:
                 data[key] = Path(data[key])
         sweep = dict(payload["sweep"])
@@ -155,6 +160,13 @@ DATA_FLAGS = {  # DataOptions (core) holds no CLI text: its flags' help lives he
     "id_column": FlagSpec("CSV column holding the case id", group="data"),
     "label_column": FlagSpec("CSV label column", group="data"),
     "positive_value": FlagSpec("label value of the positive class", group="data"),
+    "negative_value": FlagSpec("label value of the negative class (any other value, beside unknown "
+                               "markers, stops the run)", group="data"),
+    "group_regex": FlagSpec("the first capture group of a file name (without suffix) is the patient "
+                            "id, e.g. '^(patient\\d+)_'", group="data", metavar="REGEX",
+                            default_text="each task's own rule"),
+    "groups_csv": FlagSpec("CSV with columns name (file stem or case id) and group (patient id)",
+                           group="data", metavar="CSV", default_text="each task's own rule"),
 }
 
 

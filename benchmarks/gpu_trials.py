@@ -59,10 +59,10 @@ def run_trials(data: dict, *, precision: str, epochs: int, trials: int, loaders:
 
 def worker(rank: int, tasks: mp.Queue, results: mp.Queue, folder: Path | None, threads: int,
            real_shape: tuple[int, ...], loaders: int) -> None:
-    from core.train import quiet_lightning
+    from tuning.search.workers import quiet_trial
 
     torch.set_num_threads(threads)
-    quiet_lightning()
+    quiet_trial().__enter__()  # this worker process stays quiet until it exits
     data = {name: load_arrays(name, folder, real_shape) for name in SIZES}
     for name in SIZES:  # warm-up: CUDA context, cuDNN autotuning, first-call costs
         for precision in ("32-true", "bf16-mixed"):

@@ -26,8 +26,9 @@ import torch
 
 from core.config import TrialConfig
 from core.metrics import VAL_LOSS, binary_metrics, segmentation_scores
-from core.train import build_datamodule, build_module, quiet_lightning, train
+from core.train import build_datamodule, build_module, train
 from search_spaces import get_space
+from tuning.search.workers import quiet_trial
 
 # (space, overrides, train samples, val samples): small synthetic arrays of each space's shape
 CASES: dict[str, tuple[dict[str, Any], int, int]] = {
@@ -180,7 +181,7 @@ def main() -> None:
     args.add_argument("--spaces", nargs="+", default=list(CASES), choices=list(CASES))
     opts = args.parse_args()
     torch.set_num_threads(opts.threads)
-    quiet_lightning()
+    quiet_trial().__enter__()  # this script's process stays quiet until it exits
     print(f"machine: {machine()}; {opts.epochs} epochs per run (the first left out of the epoch "
           f"figures), {opts.repeats} repeats, medians; verdict on the {opts.clock} clock")
     print("| space | model, input | batch | train/val | Lightning s/epoch (CPU) | plain s/epoch (CPU) "

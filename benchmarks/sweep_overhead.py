@@ -26,11 +26,12 @@ from ray import tune  # noqa: E402
 from core.config import TrialConfig  # noqa: E402
 from core.data.prepared import DataOptions  # noqa: E402
 from core.tasks import get_task, prepare  # noqa: E402
-from core.train import quiet_lightning, train  # noqa: E402
+from core.train import train  # noqa: E402
 from search_spaces import get_space  # noqa: E402
 from tuning.search.settings import SweepSettings  # noqa: E402
 from tuning.search.space import flatten, nest  # noqa: E402
 from tuning.search.sweep import build_tuner  # noqa: E402
+from tuning.search.workers import quiet_trial  # noqa: E402
 
 
 def overhead(grid: tune.ResultGrid, wall: float, slots: int) -> tuple[float, float]:
@@ -42,8 +43,8 @@ def overhead(grid: tune.ResultGrid, wall: float, slots: int) -> tuple[float, flo
 def bare_trial(config: dict, *, data: dict, metric: str, mode: str) -> None:
     """The same training, reported once at the end: no searcher, scheduler or checkpoints."""
     torch.set_num_threads(1)
-    quiet_lightning()
-    result = train(TrialConfig.from_dict(flatten(config["cfg"])), data, metric=metric, mode=mode)
+    with quiet_trial():
+        result = train(TrialConfig.from_dict(flatten(config["cfg"])), data, metric=metric, mode=mode)
     tune.report({metric: result.best_score})
 
 

@@ -175,11 +175,3 @@ def train(cfg: TrialConfig, arrays: Mapping[str, np.ndarray], *, metric: str, mo
     return TrainResult(module=module, best_score=best.best_score, best_epoch=best.best_epoch,
                        epochs_run=trainer.current_epoch, stopped_early=stopper.stopped_epoch > 0,
                        history=best.history)
-
-
-def quiet_lightning() -> None:
-    """Silence Lightning's per-run tips and device banners (noise in a sweep of many trials)."""
-    warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
-    for name in ("pytorch_lightning.utilities.rank_zero", "pytorch_lightning.accelerators.cuda",
-                 "lightning.pytorch.utilities.rank_zero", "lightning_fabric.utilities.seed"):
-        logging.getLogger(name).setLevel(logging.WARNING)

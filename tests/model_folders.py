@@ -10,7 +10,7 @@ import torch
 from core.config import TrialConfig
 from core.imageio import Geometry, write_dicom_series, write_image_2d, write_volume
 from core.model_folder import save_model_folder
-from core.train import build_module, quiet_lightning, train
+from core.train import build_module, train
 
 EGFR = {"data/task": "egfr", "data/shape": (12, 12, 12), "model/channels": (4, 8),
         "model/hidden": 8, "model/kernel_size": 3, "model/pool_size": 2}
@@ -43,7 +43,6 @@ def trained_segmentation_folder(folder: Path) -> Path:
     images = (masks * 0.6 + rng.random(masks.shape) * 0.4).astype(np.float32)[:, None]
     arrays = {"train/x": images[:8], "train/y": masks[:8], "val/x": images[8:], "val/y": masks[8:]}
     cfg = TrialConfig.from_dict(SEGMENTATION)
-    quiet_lightning()
     result = train(cfg, arrays, metric="val/dice", mode="max")
     return save_model_folder(folder, weights=result.module.net.state_dict(), config=cfg, threshold=0.5,
                              name=folder.parent.name, metric="val/dice")

@@ -3,6 +3,9 @@
 Arrays come out (z, y, x), the numpy order SimpleITK hands back. Geometry travels beside
 them in SimpleITK's (x, y, z) order: ``spacing[0]`` is the x (column) spacing in mm and
 ``direction`` is the row-major 3x3 matrix whose columns are the x, y, z axis directions.
+
+Written here rather than taken from MONAI's ``LoadImage``: MONAI has no SimpleITK reader (its
+``ITKReader`` needs the ``itk`` package), and one SimpleITK path reads NIfTI, MHD, NRRD and DICOM.
 """
 from __future__ import annotations
 

@@ -3,6 +3,8 @@
 Every trial on a node memory-maps the same ``.npy`` files instead of re-reading the scans.
 Layout: ``<cache_dir>/preprocessed/<key>/<name>.npy`` plus ``arrays.json`` listing the names;
 a cache folder appears by one atomic rename, so a reader never sees half of one.
+Hand-written because MONAI's ``PersistentDataset`` caches per item, keyed by the item, while
+trials need whole arrays keyed by dataset content and settings, to share through Ray.
 """
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Patient-grouped, label-stratified, seeded train/val/test splits, saved for audit."""
+"""Patient-grouped, label-stratified, seeded train/val/test splits, saved for audit.
+
+Hand-written because scikit-learn's ``StratifiedGroupKFold`` makes K equal folds, not
+70/15/15 splits, and cannot promise each split a patient of every class.
+"""
 from __future__ import annotations
 
 import logging

@@ -10,7 +10,7 @@ MASK_TINT = np.array([255, 40, 40], dtype=np.float32)  # predicted foreground, b
 MIN_WIDTH = 256  # pixels
 
 
-def _font(height: int) -> ImageFont.ImageFont:
+def _font(height: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     try:
         return ImageFont.load_default(size=height)
     except TypeError:  # Pillow < 10.1: one small bitmap font
@@ -30,7 +30,8 @@ def labelled_png(image: np.ndarray, text: str, *, mask: np.ndarray | None = None
     picture = Image.fromarray(rgb.clip(0, 255).astype(np.uint8), mode="RGB")
     if picture.width < MIN_WIDTH:  # small model-sized images: enlarge so the label stays legible
         factor = -(-MIN_WIDTH // picture.width)
-        picture = picture.resize((picture.width * factor, picture.height * factor), Image.NEAREST)
+        picture = picture.resize((picture.width * factor, picture.height * factor),
+                                 Image.Resampling.NEAREST)
     bar = max(16, picture.height // 12)
     canvas = Image.new("RGB", (picture.width, picture.height + bar), (0, 0, 0))
     canvas.paste(picture, (0, bar))

@@ -8,10 +8,12 @@ counts epochs. Early stopping and the learning-rate plateau follow the mean val 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities.types import OptimizerLRSchedulerConfig
 from torch import nn
 
 from core.config import OptimConfig
@@ -51,9 +53,14 @@ class FoldsModule(pl.LightningModule):
         self._val: list[list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = [[] for _ in folds]
         self._train: list[torch.Tensor] = []
 
+    @property
+    def fold_modules(self) -> list[TaskModule]:
+        """The folds' modules, in fold order (``nn.ModuleList`` types them as plain modules)."""
+        return [cast(TaskModule, fold) for fold in self.folds]
+
     def training_step(self, batch: list, batch_idx: int) -> torch.Tensor:
         """``batch``: one (x, y) per fold; the folds' losses add up (their weights are disjoint)."""
-        losses = torch.stack([fold.loss(fold(x), y) for fold, (x, y) in zip(self.folds, batch)])
+        losses = torch.stack([fold.loss(fold(x), y) for fold, (x, y) in zip(self.fold_modules, batch)])
         if not torch.isfinite(losses).all():
             raise FloatingPointError(f"training loss became {losses.tolist()} at epoch "
                                      f"{self.current_epoch}, step {batch_idx}; lower the lr?")
@@ -62,7 +69,7 @@ class FoldsModule(pl.LightningModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int,
                         dataloader_idx: int = 0) -> None:
-        fold = self.folds[dataloader_idx]
+        fold = self.fold_modules[dataloader_idx]
         x, y = batch
         logits = fold(x)
         loss = fold.loss(logits, y).detach()
@@ -92,7 +99,7 @@ class FoldsModule(pl.LightningModule):
             self._train.clear()
         self.log_dict(logged)
 
-    def configure_optimizers(self) -> dict:
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         """Adam over every fold's weights, ReduceLROnPlateau on the mean val loss (the seed's)."""
         optimizer = torch.optim.Adam(self.parameters(), lr=self.optim.lr, weight_decay=self.optim.weight_decay)
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(

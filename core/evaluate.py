@@ -37,7 +37,7 @@ def evaluate_predictions(*, val_y: np.ndarray, val_p: np.ndarray, test_y: np.nda
     if unit is None:
         single = groups is None or len(np.unique(np.asarray(groups).astype(str))) == len(groups)
         unit = "case" if single else "group"
-    kw = {"groups": groups, "unit": unit, "n_boot": n_boot, "seed": seed}
+    kw: dict[str, Any] = {"groups": groups, "unit": unit, "n_boot": n_boot, "seed": seed}
     if segmentation:
         scores = segmentation_scores(test_y, test_p)
         return {"threshold": 0.5, "test": {k: mean_with_ci(v, **kw) for k, v in scores.items()}}

@@ -22,7 +22,7 @@ import warnings
 import zlib
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import numpy as np
 from PIL import Image
@@ -121,6 +121,12 @@ def _ints(path: Path, text: str, key: str) -> list[int]:
         raise _fail(path, f"{key} {text!r} is not a list of integers", "fix the header") from None
 
 
+class _Reader(Protocol):
+    """What the checks read voxel bytes through: a file, or an inflating view of one."""
+
+    def read(self, n: int, /) -> bytes: ...
+
+
 class _ZlibReader:
     """A ``read(n)`` view of a zlib or gzip stream (MetaImage's CompressedData), bounded per call."""
 
@@ -139,7 +145,7 @@ class _ZlibReader:
         return b""
 
 
-def _inflated_at_least(path: Path, needed: int, opener: Callable[[BinaryIO], object],
+def _inflated_at_least(path: Path, needed: int, opener: Callable[[BinaryIO], _Reader],
                        offset: int = 0) -> None:
     """Inflate the compressed data from ``offset`` until ``needed`` bytes came out (never further);
     a stream that ends or breaks first means a truncated or damaged file."""
@@ -176,9 +182,9 @@ def _check_data(path: Path, *, needed: int, encoding: str, offset: int, deep: bo
     elif encoding in ("text", "hex"):  # at least a character (hex: two) per value
         _enough(path, size - offset, needed)
     elif deep:
-        opener = {"gzip": lambda h: gzip.GzipFile(fileobj=h), "bzip2": bz2.BZ2File,
-                  "zlib": _ZlibReader}[encoding]
-        _inflated_at_least(path, needed, opener, offset)
+        openers: dict[str, Callable[[BinaryIO], _Reader]] = {
+            "gzip": lambda h: gzip.GzipFile(fileobj=h), "bzip2": bz2.BZ2File, "zlib": _ZlibReader}
+        _inflated_at_least(path, needed, openers[encoding], offset)
 
 
 def check_metaimage(path: Path, *, root: Path | None = None, max_voxels: int | None = None,
@@ -274,7 +280,7 @@ def _nifti_header(path: Path, head: bytes) -> tuple[list[int], int, int, str | N
     return list(dims[1:dims[0] + 1]), bitpix // 8, vox_offset, floating
 
 
-def _refuse_nonfinite(path: Path, handle: BinaryIO, *, start: int, count: int, dtype: str) -> None:
+def _refuse_nonfinite(path: Path, handle: _Reader, *, start: int, count: int, dtype: str) -> None:
     """Read ``count`` values of ``dtype`` from ``start`` of a stream; refuse NaN or infinity (ITK's
     NIfTI reader turns them into zeros without a word)."""
     item = int(dtype[-1])

@@ -53,9 +53,14 @@ class Geometry:
         return np.asarray(self.direction, dtype=np.float64).reshape(3, 3)
 
 
+def _xyz(values: tuple[float, ...]) -> tuple[float, float, float]:
+    x, y, z = (float(v) for v in values)
+    return x, y, z
+
+
 def _geometry_of(image: sitk.Image) -> Geometry:
-    return Geometry(spacing=tuple(float(v) for v in image.GetSpacing()),
-                    origin=tuple(float(v) for v in image.GetOrigin()),
+    """Geometry of a 3D image (read_volume refuses others first)."""
+    return Geometry(spacing=_xyz(image.GetSpacing()), origin=_xyz(image.GetOrigin()),
                     direction=tuple(float(v) for v in image.GetDirection()))
 
 
@@ -192,11 +197,11 @@ def _largest_series(folder: Path) -> tuple[str, str, tuple[str, ...]]:
     if not series:
         raise DataError(f"No DICOM series found in folder {folder}. Accepted: {ACCEPTED}.")
     series.sort(key=lambda s: (-s[0], s[1], s[2]))
-    n_slices, dirpath, sid, files = series[0]
+    n_slices, chosen, sid, files = series[0]
     if len(series) > 1:
         logger.info("%s holds %d DICOM series; reading %s (%d slices) in %s",
-                    folder, len(series), sid, n_slices, dirpath)
-    return dirpath, sid, tuple(files)
+                    folder, len(series), sid, n_slices, chosen)
+    return chosen, sid, tuple(files)
 
 
 def _series_size(folder: Path, files: tuple[str, ...], max_voxels: int | None) -> tuple[int, int, int]:
@@ -388,14 +393,16 @@ def resize(array: np.ndarray, shape: tuple[int, ...], *, mode: str = "trilinear"
     if array.ndim not in (2, 3) or len(shape) != array.ndim:
         raise ValueError(f"resize takes a 2D or 3D array and a shape of the same length, "
                          f"got {array.shape} -> {tuple(shape)}")
+    align: bool | None = None  # torch's default; "nearest-exact" takes no align_corners
     if mode in ("trilinear", "bilinear", "linear"):
-        kwargs = {"mode": "trilinear" if array.ndim == 3 else "bilinear", "align_corners": False}
+        torch_mode, align = ("trilinear" if array.ndim == 3 else "bilinear"), False
     elif mode == "nearest":
-        kwargs = {"mode": "nearest-exact"}
+        torch_mode = "nearest-exact"
     else:
         raise ValueError(f"resize mode {mode!r} is not one of 'trilinear', 'nearest'")
     tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None, None]
-    return F.interpolate(tensor, size=tuple(int(s) for s in shape), **kwargs)[0, 0].numpy()
+    size = tuple(int(s) for s in shape)
+    return F.interpolate(tensor, size=size, mode=torch_mode, align_corners=align)[0, 0].numpy()
 
 
 # --- 2D images (PNG / JPEG): arrays come out (H, W) = (y, x), grey. ---

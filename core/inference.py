@@ -39,6 +39,10 @@ class Case:
     point: tuple[float, float, float] | None = None
 
 
+# a case read and waiting for its batch: (its output row, the case, its input, shape for its mask)
+Pending = tuple[dict[str, Any], Case, np.ndarray, tuple[int, ...] | None]
+
+
 # --- finding inputs ---------------------------------------------------------------------------
 
 def case_id(path: Path) -> str:
@@ -91,7 +95,7 @@ def _with_points(volume: Path, candidates: pd.DataFrame) -> list[Case]:
         rows = candidates[candidates["seriesuid"].astype(str).str.strip() == case_id(volume)]
     if rows.empty:  # reported as this input's error row
         return [Case(volume, point=(np.nan, np.nan, np.nan))]
-    return [Case(volume, point=tuple(float(v) for v in row)) for row in rows[COORDS].to_numpy()]
+    return [Case(volume, point=(float(x), float(y), float(z))) for x, y, z in rows[COORDS].to_numpy()]
 
 
 def find_cases(inputs: Iterable[Path], cfg: DataConfig, *, masks_dir: Path | None = None,
@@ -175,7 +179,11 @@ def predict_cases(model: LoadedModel, cases: Sequence[Case], *, batch_size: int 
     """
     from tqdm.auto import tqdm
 
-    cfg, rows, pending, cache, taken = model.config.data, [], [], {}, set()
+    cfg = model.config.data
+    cache: dict[str, Any] = {}  # the task's load_input keeps its last scan here
+    rows: list[dict[str, Any]] = []
+    pending: list[Pending] = []
+    taken: set[str] = set()
     unmasked = sum(case.mask is None for case in cases)
     if model.info.get("training_data", {}).get("n_with_mask") and unmasked:
         logger.warning("%s was trained on crops around tumour masks, but %d of %d inputs have no mask "
@@ -201,7 +209,7 @@ def predict_cases(model: LoadedModel, cases: Sequence[Case], *, batch_size: int 
     return rows
 
 
-def _flush(model: LoadedModel, pending: list, mask_dir: Path | None, taken: set[str]) -> None:
+def _flush(model: LoadedModel, pending: list[Pending], mask_dir: Path | None, taken: set[str]) -> None:
     if not pending:
         return
     probabilities = predict(model.module, np.stack([item[2] for item in pending]))

@@ -200,7 +200,7 @@ def binary_intervals(y: np.ndarray, p: np.ndarray, threshold: float, *,
     pred = (np.asarray(p) >= threshold).astype(np.int64)
     tp, fp = pred * y, pred * (1 - y)
     tn, fn = (1 - pred) * (1 - y), (1 - pred) * y
-    kw = {"y": y, "groups": groups, "unit": unit, "n_boot": n_boot, "seed": seed}
+    kw: dict[str, Any] = {"y": y, "groups": groups, "unit": unit, "n_boot": n_boot, "seed": seed}
     return {"auroc": auroc_interval(y, p, groups=groups, unit=unit, n_boot=n_boot, seed=seed),
             "accuracy": ratio_interval(tp + tn, np.ones_like(y), **kw),
             "f1": ratio_interval(tp, tp + 0.5 * (fp + fn), binomial=False, **kw),

@@ -26,10 +26,23 @@ def class_weights(labels: np.ndarray) -> tuple[float, float]:
     return float(weights[0]), float(weights[1])
 
 
-class WeightedBCE(nn.Module):
+class TaskLoss(nn.Module):
+    """What the training module needs of a loss: ``loss(logits, target)`` (a scalar), the
+    network's output channels, and how logits become probabilities."""
+
+    out_channels: int
+
+    @staticmethod
+    def probabilities(logits: torch.Tensor) -> torch.Tensor:
+        """Logits -> probabilities of the positive class (or foreground); each loss has its own."""
+        raise NotImplementedError(f"a TaskLoss defines probabilities(logits); got {logits.shape} logits")
+
+
+class WeightedBCE(TaskLoss):
     """Binary cross-entropy on one logit, each sample weighted by its class weight."""
 
     out_channels = 1
+    weights: torch.Tensor  # (2,) buffer: (w_negative, w_positive)
 
     def __init__(self, weights: tuple[float, float] = (0.5, 0.5)) -> None:
         super().__init__()
@@ -47,7 +60,7 @@ class WeightedBCE(nn.Module):
         return torch.sigmoid(logits[:, 0].float())
 
 
-class CrossEntropy(nn.Module):
+class CrossEntropy(TaskLoss):
     """Two-class cross-entropy on logits; probabilities from a softmax (the LUNA16 seed's head)."""
 
     out_channels = 2
@@ -65,7 +78,7 @@ class CrossEntropy(nn.Module):
         return torch.softmax(logits.float(), dim=1)[:, 1]
 
 
-class GeneralizedDice(nn.Module):
+class GeneralizedDice(TaskLoss):
     """MONAI's GeneralizedDiceLoss on one sigmoid channel, for binary masks.
 
     logits: (B, 1, H, W); target: (B, H, W) masks (0/1, any dtype). Reports val dice/iou.
@@ -88,7 +101,7 @@ class GeneralizedDice(nn.Module):
         return torch.sigmoid(logits[:, 0].float())
 
 
-LossBuilder = Callable[[tuple[float, float]], nn.Module]
+LossBuilder = Callable[[tuple[float, float]], TaskLoss]
 LOSSES: dict[str, LossBuilder] = {
     "weighted_bce": lambda weights: WeightedBCE(weights),
     "cross_entropy": lambda weights: CrossEntropy(None),
@@ -97,14 +110,14 @@ LOSSES: dict[str, LossBuilder] = {
 
 
 def register_loss(name: str) -> Callable[[LossBuilder], LossBuilder]:
-    """Decorator adding a loss builder ``fn(class_weights) -> nn.Module``."""
+    """Decorator adding a loss builder ``fn(class_weights) -> TaskLoss``."""
     def add(fn: LossBuilder) -> LossBuilder:
         LOSSES[name] = fn
         return fn
     return add
 
 
-def build_loss(cfg: LossConfig, *, weights: tuple[float, float] = (0.5, 0.5)) -> nn.Module:
+def build_loss(cfg: LossConfig, *, weights: tuple[float, float] = (0.5, 0.5)) -> TaskLoss:
     """The loss named ``cfg.name``; ``weights`` are the training split's class weights."""
     if cfg.name not in LOSSES:
         raise ConfigError(f"Unknown loss {cfg.name!r}; known losses: {sorted(LOSSES)}")

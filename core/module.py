@@ -4,9 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities.types import OptimizerLRSchedulerConfig
 from torch import nn
 
 from core.config import OptimConfig
+from core.losses import TaskLoss
 from core.metrics import TRAIN_LOSS, VAL_LOSS, binary_metrics, segmentation_scores
 
 
@@ -17,7 +19,7 @@ class TaskModule(pl.LightningModule):
     specificity at 0.5; segmentation logs mean dice and iou.
     """
 
-    def __init__(self, *, net: nn.Module, loss: nn.Module, optim: OptimConfig,
+    def __init__(self, *, net: nn.Module, loss: TaskLoss, optim: OptimConfig,
                  kind: str = "classification") -> None:
         super().__init__()
         self.net = net
@@ -55,7 +57,7 @@ class TaskModule(pl.LightningModule):
         self._val.clear()
         metrics = {VAL_LOSS: total / len(targets)}
         if self._train_sum is not None:  # this epoch's mean training loss (before its end hooks)
-            metrics[TRAIN_LOSS] = self._train_mean()
+            metrics[TRAIN_LOSS] = self._train_mean(self._train_sum)
         if self.segmentation:
             scores = {k: float(np.mean(v)) for k, v in segmentation_scores(targets, probs).items()}
         else:
@@ -63,9 +65,10 @@ class TaskModule(pl.LightningModule):
         metrics.update({f"val/{name}": value for name, value in scores.items()})
         self.log_dict(metrics)
 
-    def _train_mean(self) -> float:
-        """The epoch's mean training loss; a non-finite one stops the run (lr too high?)."""
-        mean = float(self._train_sum) / self._train_seen
+    def _train_mean(self, total: torch.Tensor) -> float:
+        """The epoch's mean training loss from its ``total`` (sum of loss * batch size); a
+        non-finite one stops the run (lr too high?)."""
+        mean = float(total) / self._train_seen
         self._train_sum, self._train_seen = None, 0
         if not np.isfinite(mean):
             raise FloatingPointError(f"training loss became {mean} in epoch {self.current_epoch}; "
@@ -75,7 +78,7 @@ class TaskModule(pl.LightningModule):
     def predict_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         return self.loss.probabilities(self(batch[0]))
 
-    def configure_optimizers(self) -> dict:
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         """Adam, and ReduceLROnPlateau on val loss with the seed's factor/patience/threshold."""
         optimizer = torch.optim.Adam(self.parameters(), lr=self.optim.lr,
                                      weight_decay=self.optim.weight_decay)

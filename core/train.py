@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 class TrainResult:
     """What a finished run leaves: the module holding its best weights, and its history."""
 
-    module: TaskModule
+    module: TaskModule | FoldsModule  # FoldsModule: a cross-validation run (``train/fold``)
     best_score: float
     best_epoch: int
     epochs_run: int
@@ -60,13 +60,14 @@ class BestWeights(pl.Callback):
         if trainer.sanity_checking:
             return
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        metrics["epoch"] = trainer.current_epoch + 1
+        epoch = trainer.current_epoch + 1
+        metrics["epoch"] = epoch
         self.history.append(metrics)
         score = metrics.get(self.metric, math.nan)
         better = score > self.best_score if self.mode == "max" else score < self.best_score
         if better or self.best_state is None:
             self.best_score = score if math.isfinite(score) else self.best_score
-            self.best_epoch = metrics["epoch"]
+            self.best_epoch = epoch
             self._keep(module.state_dict())
 
     def _keep(self, state: Mapping[str, torch.Tensor]) -> None:
@@ -111,7 +112,7 @@ def build_module(cfg: TrialConfig, *, sample_shape: Sequence[int],
 
 
 def build_run(cfg: TrialConfig, arrays: Mapping[str, np.ndarray]
-              ) -> tuple[pl.LightningModule, pl.LightningDataModule]:
+              ) -> tuple[TaskModule | FoldsModule, pl.LightningDataModule]:
     """The module and data of one run: a ``TaskModule``, or with ``arrays["train/fold"]`` a
     ``FoldsModule`` of one model per cross-validation fold."""
     if "train/fold" not in arrays:
@@ -161,7 +162,9 @@ def train(cfg: TrialConfig, arrays: Mapping[str, np.ndarray], *, metric: str, mo
                             check_on_train_epoch_end=False)
     trainer = pl.Trainer(
         max_epochs=cfg.train.max_epochs, accelerator="auto", devices=1,
-        precision=resolve_precision(cfg.train.precision), callbacks=[stopper, best, *callbacks],
+        # a str from the config; Lightning refuses an unknown one, naming the valid values
+        precision=resolve_precision(cfg.train.precision),  # type: ignore[arg-type]
+        callbacks=[stopper, best, *callbacks],
         logger=epoch_logger(log_dir), enable_progress_bar=progress,
         enable_checkpointing=any(isinstance(c, pl.callbacks.Checkpoint) for c in callbacks),
         enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=root_dir)

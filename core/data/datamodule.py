@@ -52,7 +52,7 @@ class ArrayDataModule(pl.LightningDataModule):
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self.augment, self.seed, self.sampler_factory = augment, seed, sampler_factory
 
-    def _train_sampler(self, dataset: ArrayDataset, generator: torch.Generator) -> Sampler:
+    def _train_sampler(self, dataset: ArrayDataset, generator: torch.Generator | None) -> Sampler:
         labels = np.asarray(self.arrays["train/y"])
         sampler = (self.sampler_factory(labels, self.seed) if self.sampler_factory
                    else RandomSampler(dataset, generator=generator))

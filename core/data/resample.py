@@ -14,7 +14,8 @@ import torch
 from torch.nn import functional as F
 
 
-def sample_box(volume: np.ndarray, *, centre: Sequence[float], step: Sequence[float],
+def sample_box(volume: np.ndarray, *, centre: Sequence[float] | np.ndarray,
+               step: Sequence[float] | np.ndarray,
                shape: Sequence[int]) -> np.ndarray:
     """``shape`` samples of a (z, y, x) volume, ``step`` input voxels apart per axis, centred on
     the continuous voxel index ``centre``; samples outside the volume are 0.
@@ -31,6 +32,7 @@ def sample_box(volume: np.ndarray, *, centre: Sequence[float], step: Sequence[fl
     return out[0, 0].numpy()
 
 
-def fit_step(volume_shape: Sequence[int], spacing: Sequence[float], shape: Sequence[int]) -> float:
+def fit_step(volume_shape: Sequence[int], spacing: Sequence[float] | np.ndarray,
+             shape: Sequence[int]) -> float:
     """The one (isotropic) spacing in mm at which the whole volume just fits in ``shape`` voxels."""
     return float(max(n * s / m for n, s, m in zip(volume_shape, spacing, shape)))

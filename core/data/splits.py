@@ -37,7 +37,8 @@ def _check_fractions(fractions: tuple[float, ...]) -> tuple[float, float, float]
     if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-6:
         raise DataError(f"Split fractions {tuple(fractions)} must be three non-negative numbers "
                         "(train, val, test) that sum to 1, e.g. (0.7, 0.15, 0.15).")
-    return tuple(float(f) for f in fractions)
+    train, val, test = (float(f) for f in fractions)
+    return train, val, test
 
 
 def _class_summary(manifest: pd.DataFrame, group_labels: pd.Series) -> str:

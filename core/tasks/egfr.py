@@ -21,7 +21,7 @@ from core.data.prepared import DataOptions
 from core.data.resample import fit_step, sample_box
 from core.errors import DataError
 from core.imageio import ACCEPTED, Geometry, find_volumes, read_volume, resize, volume_files
-from core.tasks.task import Task
+from core.tasks.task import Task, shape_3d
 
 if TYPE_CHECKING:
     from core.inference import Case
@@ -244,8 +244,9 @@ def load_case(image_path: Path, data_cfg: DataConfig, *, mask_path: Path | None 
                             f"{mask.shape}, {mask_geometry}; image {image_path} shape {image.shape}, "
                             f"{geometry}); resample the mask onto the image (same size, spacing, "
                             "origin and direction) or remove it.")
-    return preprocess_case(image, geometry, mask, shape=data_cfg.shape, hu_window=data_cfg.hu_window,
-                           crop_margin_mm=data_cfg.crop_margin_mm, spacing=data_cfg.spacing)
+    return preprocess_case(image, geometry, mask, shape=shape_3d(data_cfg.shape),
+                           hu_window=data_cfg.hu_window, crop_margin_mm=data_cfg.crop_margin_mm,
+                           spacing=data_cfg.spacing)
 
 
 def preprocess(rows: pd.DataFrame, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:

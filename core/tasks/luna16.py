@@ -21,7 +21,7 @@ from core.data.phantoms.luna16 import luna16_phantom
 from core.data.prepared import DataOptions
 from core.errors import DataError
 from core.imageio import read_geometry, read_volume, volume_files, world_to_voxel
-from core.tasks.task import Task
+from core.tasks.task import Task, shape_3d
 
 if TYPE_CHECKING:
     from core.inference import Case
@@ -237,9 +237,10 @@ def preprocess(rows: pd.DataFrame, cfg: DataConfig) -> tuple[np.ndarray, np.ndar
     """
     volume, _ = read_volume(Path(rows["image"].iat[0]))
     centres = rows[["center_z", "center_y", "center_x"]].to_numpy()
-    x = np.empty((len(rows), 1, *cfg.shape), dtype=np.float32)
+    shape = shape_3d(cfg.shape)
+    x = np.empty((len(rows), 1, *shape), dtype=np.float32)
     for i, centre in enumerate(centres):
-        x[i, 0] = window(cutout(volume, centre, cfg.shape, fill=cfg.hu_window[0]), cfg.hu_window)
+        x[i, 0] = window(cutout(volume, centre, shape, fill=cfg.hu_window[0]), cfg.hu_window)
     return x, rows["label"].to_numpy(np.int64)
 
 
@@ -264,7 +265,7 @@ def load_input(case: Case, cfg: DataConfig, cache: dict) -> tuple[np.ndarray, No
         if np.any(np.rint(centre) < 0) or np.any(np.rint(centre) >= volume.shape):
             raise DataError(f"Candidate {case.point} (world mm) lies outside {case.path.name} "
                             f"(voxel {np.round(centre, 1).tolist()} of shape {list(volume.shape)}).")
-    hu = cutout(volume, centre, tuple(cfg.shape), fill=cfg.hu_window[0])
+    hu = cutout(volume, centre, shape_3d(cfg.shape), fill=cfg.hu_window[0])
     return window(hu, cfg.hu_window)[None], None
 
 

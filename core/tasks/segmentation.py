@@ -20,7 +20,7 @@ from core.data.prepared import DataOptions
 from core.data.splits import split_manifest
 from core.errors import DataError
 from core.imageio import IMAGE_2D_SUFFIXES, read_image_2d, resize, resize_image_2d
-from core.tasks.task import Task
+from core.tasks.task import Task, shape_2d
 
 if TYPE_CHECKING:
     from core.inference import Case
@@ -160,14 +160,14 @@ def load_pair(image_path: Path, mask_path: Path, *,
 def preprocess(rows: pd.DataFrame, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
     """One image/mask pair -> x (1, 1, H, W) float32 in [0, 1] and y (1, H, W) uint8 0/1."""
     row = rows.iloc[0]
-    x, y = load_pair(Path(row["image"]), Path(row["mask"]), shape=tuple(int(s) for s in cfg.shape))
+    x, y = load_pair(Path(row["image"]), Path(row["mask"]), shape=shape_2d(cfg.shape))
     return x[None, None], y[None]
 
 
 def load_input(case: Case, cfg: DataConfig, cache: dict) -> tuple[np.ndarray, tuple[int, int]]:
     """A new image as training saw it, (1, H, W), and its own (H, W) for drawing the mask back."""
     image = read_image_2d(case.path)
-    return scale_image(image, shape=tuple(cfg.shape))[None], image.shape
+    return scale_image(image, shape=shape_2d(cfg.shape))[None], image.shape
 
 
 def read_manifest(root: Path, options: DataOptions) -> pd.DataFrame:

@@ -5,7 +5,7 @@ guessing from array shapes; ``core.tasks.prepare`` runs the one data-preparation
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +22,20 @@ Kind = Literal["classification", "segmentation"]
 ManifestReader = Callable[[Path, DataOptions], pd.DataFrame]
 Preprocess = Callable[[pd.DataFrame, DataConfig], "tuple[np.ndarray, np.ndarray]"]
 InputLoader = Callable[[Any, DataConfig, dict], "tuple[np.ndarray, tuple[int, ...] | None]"]
+
+
+def shape_2d(shape: Sequence[int]) -> tuple[int, int]:
+    """``data/shape`` as the (H, W) a 2D task's loaders take."""
+    if len(shape) != 2:
+        raise DataError(f"A 2D task needs data/shape (H, W), got data/shape={tuple(shape)}.")
+    return int(shape[0]), int(shape[1])
+
+
+def shape_3d(shape: Sequence[int]) -> tuple[int, int, int]:
+    """``data/shape`` as the (D, H, W) a 3D task's loaders take."""
+    if len(shape) != 3:
+        raise DataError(f"A 3D task needs data/shape (D, H, W), got data/shape={tuple(shape)}.")
+    return int(shape[0]), int(shape[1]), int(shape[2])
 
 
 def grouped_split(manifest: pd.DataFrame, cfg: DataConfig, seed: int) -> pd.DataFrame:

@@ -23,7 +23,7 @@ from core.data.prepared import SPLITS, DataOptions
 from core.data.splits import split_manifest
 from core.errors import DataError
 from core.imageio import read_image_2d, resize_image_2d
-from core.tasks.task import Task
+from core.tasks.task import Task, shape_2d
 
 if TYPE_CHECKING:
     from core.inference import Case
@@ -187,12 +187,12 @@ def load_xray(path: Path, *, shape: tuple[int, int]) -> np.ndarray:
 
 def preprocess(rows: pd.DataFrame, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
     """One film -> x (1, 1, H, W) float32 in [0, 1] and y (1,) int64."""
-    x = load_xray(Path(rows["image"].iat[0]), shape=tuple(int(s) for s in cfg.shape))
+    x = load_xray(Path(rows["image"].iat[0]), shape=shape_2d(cfg.shape))
     return x[None, None], rows["label"].to_numpy(np.int64)
 
 
 def load_input(case: Case, cfg: DataConfig, cache: dict) -> tuple[np.ndarray, None]:
-    return load_xray(case.path, shape=tuple(int(s) for s in cfg.shape))[None], None
+    return load_xray(case.path, shape=shape_2d(cfg.shape))[None], None
 
 
 def _val_fraction(cfg: DataConfig) -> float:

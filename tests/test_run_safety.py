@@ -139,3 +139,18 @@ def test_every_retrain_failing_is_a_clear_error_not_a_key_error(tmp_path):
     assert "trial_1: ValueError: loss is NaN" in str(caught.value)
     assert "trials.csv" in str(caught.value) and "--resume --name r1" in str(caught.value)
     assert not (tmp_path / "leaderboard.csv").exists()
+
+
+def test_a_pickled_secret_url_is_masked_and_comes_back_only_where_known():
+    import pickle
+
+    from tuning.config import secrets
+
+    held = secrets.secret(URL)
+    assert held == URL and secrets.secret("sqlite:////tmp/a.db") == "sqlite:////tmp/a.db"
+    blob = pickle.dumps({"url": held})
+    assert PASSWORD.encode() not in blob
+    assert pickle.loads(blob)["url"] == URL  # this process was given the real URL
+    assert held.format() == URL and PASSWORD.encode() not in pickle.dumps(held.format())
+    secrets._REAL.clear()
+    assert pickle.loads(blob)["url"] == redact_text(URL)

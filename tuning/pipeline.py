@@ -24,7 +24,7 @@ from search_spaces import get_space
 from search_spaces.types import SearchSpace
 from tuning.config.atomic import write_atomic, write_csv_atomic
 from tuning.config.options import RunOptions, save_run_options, shown
-from tuning.config.secrets import redact
+from tuning.config.secrets import redact, secret
 from tuning.parallel import local_map
 from tuning.results import outputs
 from tuning.results.analysis import histories_from_grid
@@ -139,6 +139,8 @@ def run_pipeline(options: RunOptions, *, resume: bool = False,
     started = time.time()
     space = resolve_space(options.space)
     folder = options.results_path()
+    options = replace(options, mlflow=secret(options.mlflow),  # masked in Ray's saved state
+                      sweep=replace(options.sweep, optuna_storage=secret(options.sweep.optuna_storage)))
     start_ray(options.address)
     data = prepare_data(space, options, mapper=local_map())
     check_fingerprint(data, fingerprint if resume else None)

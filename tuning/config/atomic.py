@@ -13,7 +13,8 @@ import pandas as pd
 def write_atomic(path: Path, write: Callable[[Path], object]) -> Path:
     """Call ``write(temp_path)`` on a temp file beside ``path``, then move it onto ``path``."""
     path = Path(path)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # the temp name ends like the target (``.splits.csv.x1y2.tmp.csv``) for writers that look at it
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
     os.close(fd)
     try:
         write(Path(temp))

@@ -2,17 +2,23 @@
 options from the run (results folder or shared storage) and refuses changed flags, result files
 are written whole, URL passwords are masked, and a sweep whose retrains all fail ends clearly."""
 import json
+import os
+import signal
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
 import pytest
+from ray import tune
 
 import tuning.run as run_module
 from tuning.config.atomic import write_atomic, write_csv_atomic
 from tuning.config.options import OPTIONS_FILE, OPTIONS_YAML, load_options
 from tuning.config.secrets import redact, redact_text
 from tuning.pipeline import RetrainsFailed, check_fingerprint, finish
+from tuning.search.interrupt import STOP, RunInterrupted, fitting
+from tuning.search.sweep import fit_or_resume
 
 PASSWORD = "s3cret-Pw"
 URL = f"postgresql://alice:{PASSWORD}@db.example:5432/optuna"
@@ -154,3 +160,44 @@ def test_a_pickled_secret_url_is_masked_and_comes_back_only_where_known():
     assert held.format() == URL and PASSWORD.encode() not in pickle.dumps(held.format())
     secrets._REAL.clear()
     assert pickle.loads(blob)["url"] == redact_text(URL)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_outside_a_fit_interrupts_at_once(sig):
+    with pytest.raises(KeyboardInterrupt, match=sig.name), STOP.installed():
+        os.kill(os.getpid(), sig)
+        time.sleep(5)  # the handler raises before this ends
+    assert STOP.received is None  # cleared for a later run in this process
+    assert signal.getsignal(sig) is not STOP._handle  # the previous handler is back
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_in_a_fit_asks_tune_to_stop_then_the_run_is_interrupted(sig):
+    asked = []
+    with pytest.raises(RunInterrupted, match=sig.name), STOP.installed(), fitting():
+        signal.signal(signal.SIGUSR1, lambda *_: asked.append(True))  # as Tune's fit() does
+        os.kill(os.getpid(), sig)
+        time.sleep(0.2)  # Tune's loop would now save its state and return from fit()
+    assert asked == [True]
+    signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+
+
+def _fails_once(config):
+    marker = Path(config["marker"])
+    if not marker.exists():
+        marker.write_text("failed once")
+        raise RuntimeError("first attempt fails")
+    tune.report({"score": 1.0})
+
+
+def test_errored_retrains_run_again_on_resume(ray_local, tmp_path):
+    def build():
+        return tune.Tuner(_fails_once, param_space={"marker": str(tmp_path / "marker")},
+                          run_config=tune.RunConfig(name="retrain", storage_path=str(tmp_path),
+                                                    verbose=0))
+
+    first = fit_or_resume(build, _fails_once, str(tmp_path / "retrain"), resume=False)
+    assert first[0].error is not None
+    again = fit_or_resume(build, _fails_once, str(tmp_path / "retrain"), resume=True,
+                          restart_errored=True)
+    assert again[0].error is None and again[0].metrics["score"] == 1.0

@@ -33,7 +33,7 @@ class StopSignals:
     @contextlib.contextmanager
     def installed(self) -> Iterator[StopSignals]:
         """Handle SIGINT and SIGTERM in this (main) thread inside the block; the previous
-        handlers come back after it."""
+        handlers come back after it, and ``received`` is cleared."""
         self.received = None
         previous = {sig: signal.signal(sig, self._handle) for sig in STOPPING}
         try:
@@ -41,6 +41,7 @@ class StopSignals:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            self.received = None  # a later run in this process starts clean
 
     def _handle(self, signum: int, frame: Any) -> None:
         first = self.received is None

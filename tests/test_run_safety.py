@@ -88,9 +88,11 @@ def test_a_new_head_resumes_from_the_storage_alone(monkeypatch, tmp_path):
     _start(monkeypatch, [*BASE, "--results-dir", str(old), "--storage-path", str(storage)])
     assert (storage / "r1" / OPTIONS_FILE).is_file()
     code, seen = _start(monkeypatch, ["--resume", "--name", "r1", "--results-dir", str(new),
-                                      "--storage-path", str(storage), "--address", "auto"])
+                                      "--storage-path", str(storage), "--address", "auto",
+                                      "--data", str(tmp_path / "mounted-here")])
     assert code == 130 and seen["resume"]
     assert seen["options"].sweep.num_samples == 5 and seen["options"].address == "auto"
+    assert seen["options"].data.root == tmp_path / "mounted-here"  # its content is checked later
     assert seen["options"].results_path() == (new / "r1").resolve()
     assert load_options(new / "r1").sweep.num_samples == 5
 

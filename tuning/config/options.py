@@ -199,7 +199,8 @@ class CommandFlags:
     resume: bool = field(default=False, metadata=flag(
         "continue the run --name (its saved options, from its results folder or --storage-path) "
         "after its driver stopped; other flags may only change --address, --storage-path, "
-        "--results-dir, and give again a --optuna-storage/--mlflow URL's password",
+        "--results-dir, --data (same content: its fingerprint is checked), and give again a "
+        "--optuna-storage/--mlflow URL's password",
         group="where"))
 
 

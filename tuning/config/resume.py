@@ -2,9 +2,10 @@
 only the flags that may change between heads taken from the command line.
 
 Changeable on resume: where the cluster and files are (``--address``, ``--storage-path``,
-``--results-dir``) and a tracking/storage URL whose password was masked when saved
-(``--optuna-storage``, ``--mlflow``: the same URL, password included). Any other flag given
-must equal the run's value, else the resume stops naming the flag.
+``--results-dir``, and ``--data``, whose content must still match the run's fingerprint) and a
+tracking/storage URL whose password was masked when saved (``--optuna-storage``, ``--mlflow``:
+the same URL, password included). Any other flag given must equal the run's value, else the
+resume stops naming the flag.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from tuning.config.options import (
 )
 from tuning.config.secrets import MASK, redact
 
-CHANGEABLE = ("address", "storage_path", "results_dir")
+CHANGEABLE = ("address", "storage_path", "results_dir", "data")  # data: fingerprint-checked
 SECRET_URLS = ("optuna_storage", "mlflow")  # saved masked: give them again to reconnect
 IGNORED = ("resume", "name", "config")
 
@@ -65,7 +66,7 @@ def resume_options(args: argparse.Namespace, given: set[str]) -> tuple[RunOption
     for key in sorted(given - set(IGNORED)):
         value = getattr(args, key)
         if key in CHANGEABLE:
-            changes[key] = Path(value) if key == "results_dir" else value
+            changes[key] = Path(value) if key in ("results_dir", "data") else value
         elif key in SECRET_URLS and redact(value) == saved_flags.get(key):
             changes[key] = value
         elif _flag_value(key, value) != saved_flags.get(key):
@@ -80,5 +81,7 @@ def resume_options(args: argparse.Namespace, given: set[str]) -> tuple[RunOption
 
 def _apply(options: RunOptions, changes: dict[str, Any]) -> RunOptions:
     sweep = {k: v for k, v in changes.items() if k == "optuna_storage"}
-    rest = {k: v for k, v in changes.items() if k != "optuna_storage"}
-    return replace(options, sweep=replace(options.sweep, **sweep), **rest)
+    data = {"root": changes["data"]} if "data" in changes else {}
+    rest = {k: v for k, v in changes.items() if k not in ("optuna_storage", "data")}
+    return replace(options, sweep=replace(options.sweep, **sweep),
+                   data=replace(options.data, **data), **rest)

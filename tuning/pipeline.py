@@ -17,11 +17,14 @@ from core.config import TrialConfig
 from core.data.folds import cross_validation_arrays
 from core.data.prepared import PreparedData
 from core.data.splits import write_splits
+from core.errors import ConfigError
 from core.tasks import get_task, prepare
 from core.tasks.prepare import Mapper
 from search_spaces import get_space
 from search_spaces.types import SearchSpace
-from tuning.config.options import RunOptions, save_options
+from tuning.config.atomic import write_atomic, write_csv_atomic
+from tuning.config.options import RunOptions, save_run_options, shown
+from tuning.config.secrets import redact, secret
 from tuning.parallel import local_map
 from tuning.results import outputs
 from tuning.results.analysis import histories_from_grid
@@ -50,6 +53,10 @@ from tuning.tracking.callbacks import (
 )
 
 log = logging.getLogger(__name__)
+
+
+class RetrainsFailed(RuntimeError):
+    """No retrain of the chosen configs finished: nothing to test, nothing to report."""
 
 
 def resolve_space(space: str | SearchSpace) -> SearchSpace:
@@ -82,6 +89,8 @@ def run_sweep(space: SearchSpace, data: PreparedData, options: RunOptions, *,
     ``options.folds``, on K grouped folds of train + val."""
     arrays = (cross_validation_arrays(data, k=options.folds, seed=options.sweep.seed) if options.folds
               else data.without_test().arrays)
+    if options.sweep.optuna_storage:
+        log.info("Optuna study %r stored in %s", options.name, redact(options.sweep.optuna_storage))
     return fit_or_resume(
         lambda: build_tuner(space, arrays, options.sweep, overrides=options.overrides,
                             storage_path=options.storage(), callbacks=callbacks,
@@ -98,22 +107,46 @@ def run_retrains(space: SearchSpace, data: PreparedData, configs: list[dict[str,
         lambda: build_retrain_tuner(configs, seeds, data.arrays, space, options.sweep,
                                     storage_path=options.storage(), callbacks=callbacks),
         retrain_trainable(configs, data.arrays, space, options.sweep),
-        f"{options.storage()}/retrain", resume=resume)
+        f"{options.storage()}/retrain", resume=resume, restart_errored=True)
 
 
-def run_pipeline(options: RunOptions, *, resume: bool = False) -> dict[str, Any]:
+def check_fingerprint(data: PreparedData, saved: str | None) -> None:
+    """A resumed run must see the data it started with: same content and preprocessing settings."""
+    now = data.info.get("cache_key")
+    if saved is not None and now != saved:
+        raise ConfigError(f"the data differ from the run's (fingerprint {saved}, now {now}): the "
+                          "files or preprocessing settings changed; restore them or start a new --name")
+
+
+def retrain_errors(grid: tune.ResultGrid) -> str:
+    """Each errored retrain's last error line, for the message when none finished."""
+    lines = []
+    for result in grid:
+        if result.error is not None:
+            text = str(result.error).strip().splitlines()
+            lines.append(f"{Path(result.path).name}: {text[-1] if text else type(result.error).__name__}")
+    return "; ".join(lines) or "no retrain saved its predictions"
+
+
+def run_pipeline(options: RunOptions, *, resume: bool = False,
+                 fingerprint: str | None = None) -> dict[str, Any]:
     """Sweep, retrain the top-k configs over seeds, evaluate on test once, write every file.
 
-    With ``resume``, a sweep or retrain saved under the run's storage continues where it stopped.
+    With ``resume``, a sweep or retrain saved under the run's storage continues where it stopped
+    (retrains that errored run again), on data whose cache key equals ``fingerprint`` if given.
+    Raises ``RunInterrupted`` (SIGINT/SIGTERM during a fit), ``RetrainsFailed``.
     """
     started = time.time()
     space = resolve_space(options.space)
     folder = options.results_path()
+    options = replace(options, mlflow=secret(options.mlflow),  # masked in Ray's saved state
+                      sweep=replace(options.sweep, optuna_storage=secret(options.sweep.optuna_storage)))
     start_ray(options.address)
     data = prepare_data(space, options, mapper=local_map())
-    folder.mkdir(parents=True, exist_ok=True)
-    save_options(options, folder)
-    write_splits(data.manifest if data.manifest is not None else data.splits, folder / "splits.csv")
+    check_fingerprint(data, fingerprint if resume else None)
+    save_run_options(options, fingerprint=data.info.get("cache_key"))
+    write_atomic(folder / "splits.csv", lambda temp: write_splits(
+        data.manifest if data.manifest is not None else data.splits, temp))
     mode = prepare_wandb(options.wandb)
     options = replace(options, sweep=resolve_on_cluster(options.sweep, space))
 
@@ -125,7 +158,7 @@ def run_pipeline(options: RunOptions, *, resume: bool = False) -> dict[str, Any]
     sweep_grid = run_sweep(space, data, options, callbacks=tracking("trial"), resume=resume)
     trials = trials_table(sweep_grid, metric=space.metric, mode=space.mode,
                           max_epochs=options.sweep.max_epochs, searched=list(space.search))
-    trials.to_csv(folder / "trials.csv", index=False)
+    write_csv_atomic(trials, folder / "trials.csv")
     configs = top_configs(sweep_grid, metric=space.metric, mode=space.mode, k=options.top_k)
     if not configs:
         raise RuntimeError(f"no trial reported {space.metric}; see {folder / 'trials.csv'}")
@@ -145,8 +178,12 @@ def finish(space: SearchSpace, data: PreparedData, retrain_grid: tune.ResultGrid
     runs = collect_runs(retrain_grid, configs, data.arrays, metric=space.metric,
                         segmentation=task.kind == "segmentation", threshold_rule=space.threshold_rule,
                         groups=split_groups(data.splits), unit=task.group_unit)
+    if not runs:
+        raise RetrainsFailed(
+            f"every retrain failed, so nothing was tested: {retrain_errors(retrain_grid)}. The sweep "
+            f"is in {folder / 'trials.csv'}; --resume --name {options.name} runs the retrains again")
     board = leaderboard(runs, metric=space.metric, mode=space.mode)
-    board.to_csv(folder / "leaderboard.csv", index=False)
+    write_csv_atomic(board, folder / "leaderboard.csv")
     best = chosen_run(runs, board, mode=space.mode)
     if task.test_metrics is not None:  # the task's own field's metrics (luna16: FROC and CPM)
         best.evaluation["task_metrics"] = task.test_metrics(
@@ -159,14 +196,14 @@ def finish(space: SearchSpace, data: PreparedData, retrain_grid: tune.ResultGrid
     payload = outputs.summary(
         space=space, run=best, trials=trials, board=board, wall_time_s=wall_time_s,
         searched=list(space.search),
-        settings={"sweep": asdict(options.sweep), "top_k": options.top_k,
+        settings={"sweep": redact(asdict(options.sweep)), "top_k": options.top_k,
                   "retrain_seeds": options.retrain_seeds, "data": data.info})
     outputs.write_json(folder / "summary.json", payload)
     if options.wandb:
         log_wandb_retrains(runs, mode=wandb_mode(), project=options.wandb_project,
                            group=options.name, folder=folder, metric=space.metric)
     try:  # last: every results file above is already written
-        write_report(folder, space=space, test_labels=data.arrays["test/y"], options=options,
+        write_report(folder, space=space, test_labels=data.arrays["test/y"], options=shown(options),
                      histories=None if sweep_grid is None else histories_from_grid(sweep_grid))
     except Exception:  # noqa: BLE001 - a broken report must not fail a finished run
         log.exception("report.md could not be written; the results files are complete")

@@ -79,7 +79,8 @@ def read_config(path: Path, error: Any) -> dict[str, Any]:
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    """Every flag's value: given, else from ``--config``, else the quick preset, else its default."""
+    """Every flag's value: given, else from ``--config``, else the quick preset, else its default;
+    ``given`` holds the keys set by a flag or ``--config``. ``--resume`` needs no ``--space``."""
     p = parser()
 
     def error(message: str) -> NoReturn:
@@ -88,11 +89,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     given = vars(p.parse_args(argv))
     config = given.get("config")
     values = {**(read_config(config, error) if config is not None else {}), **given}
-    if "space" not in values:
+    if "space" not in values and not values.get("resume"):
         error("--space is required (as a flag or a --config key)")
     preset = QUICK if values.get("quick") else {}
-    return argparse.Namespace(**{f.key: values.get(f.key, preset.get(f.key, f.default))
+    args = argparse.Namespace(**{f.key: values.get(f.key, preset.get(f.key, f.default))
                                  for f in RUN_FLAGS})
+    args.given = set(values)  # the keys given as flags or --config keys (--resume checks them)
+    return args
 
 
 def _fields_of(owner: type, args: argparse.Namespace) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from core.data.prepared import DataOptions
 from search_spaces import SPACE_NAMES, get_space
 from search_spaces.types import SearchSpace
 from tuning.config.flags import Flag, FlagSpec, flag, flags_of
+from tuning.config.secrets import redact
 from tuning.search.settings import SweepSettings, epoch_budget
 from tuning.tracking.callbacks import local_mlflow_uri
 
@@ -116,24 +117,71 @@ class RunOptions:
         return cls(data=DataOptions(**data), sweep=SweepSettings(**sweep), **rest)
 
 
-def save_options(options: RunOptions, folder: Path) -> Path:
-    """Write ``run_options.json`` and ``run_options.yaml`` (a ``--config`` file) into the results folder."""
-    path = folder / OPTIONS_FILE
-    path.write_text(json.dumps(options.to_json(), indent=2) + "\n")
+FINGERPRINT_KEY = "data_fingerprint"  # in run_options.json: the prepared data's cache key
+
+
+def shown(options: RunOptions) -> RunOptions:
+    """``options`` with URL passwords masked, for anything written or shown (not for connecting)."""
+    return replace(options, mlflow=redact(options.mlflow),
+                   sweep=replace(options.sweep, optuna_storage=redact(options.sweep.optuna_storage)))
+
+
+def options_folders(options: RunOptions) -> list[Path]:
+    """Where a run's options are saved: its results folder and, when that is another local
+    folder, its Ray storage (so a new head resumes from shared storage alone)."""
+    folders = [options.results_path()]
+    storage = options.storage()
+    if "://" not in storage or storage.startswith("file://"):
+        shared = Path(storage.removeprefix("file://")).resolve()
+        if shared != folders[0]:
+            folders.append(shared)
+    return folders
+
+
+def save_options(options: RunOptions, folder: Path, *, fingerprint: str | None = None) -> Path:
+    """Write ``run_options.json`` and ``run_options.yaml`` (a ``--config`` file) into ``folder``,
+    each atomically, URL passwords masked; ``fingerprint`` (the data's cache key) is kept for
+    ``--resume`` to compare."""
+    from tuning.config.atomic import write_text_atomic
+
+    folder.mkdir(parents=True, exist_ok=True)
+    payload = redact(options.to_json())
+    if fingerprint is not None:
+        payload[FINGERPRINT_KEY] = fingerprint
+    path = write_text_atomic(folder / OPTIONS_FILE, json.dumps(payload, indent=2) + "\n")
     flags, unexpressed = run_flags(options)
+    flags, unexpressed = redact(flags), redact(unexpressed)
     text = (f"# python -m tuning.run --config {folder / OPTIONS_YAML} --name NEW_NAME  reruns this run\n"
             + yaml.safe_dump(flags, sort_keys=False))
     if unexpressed:
         log.warning("run_options.yaml cannot express %s as flags; a rerun from it uses the defaults",
                     unexpressed)
         text += "".join(f"# not a flag, not rerun: {k} = {v!r}\n" for k, v in unexpressed.items())
-    (folder / OPTIONS_YAML).write_text(text, encoding="utf-8")
+    write_text_atomic(folder / OPTIONS_YAML, text)
     return path
 
 
+def save_run_options(options: RunOptions, *, fingerprint: str | None = None) -> None:
+    """``save_options`` into every folder of ``options_folders``."""
+    for folder in options_folders(options):
+        save_options(options, folder, fingerprint=fingerprint)
+
+
+def read_saved(folder: Path) -> dict[str, Any]:
+    """The saved ``run_options.json`` of ``folder`` as a dict."""
+    return json.loads((folder / OPTIONS_FILE).read_text(encoding="utf-8"))
+
+
 def load_options(folder: Path) -> RunOptions:
-    """The options a run was started with, for ``--resume``."""
-    return RunOptions.from_json(json.loads((folder / OPTIONS_FILE).read_text(encoding="utf-8")))
+    """The options a run was started with, for ``--resume`` (passwords in URLs come back masked)."""
+    payload = read_saved(folder)
+    payload.pop(FINGERPRINT_KEY, None)
+    return RunOptions.from_json(payload)
+
+
+def find_saved(options: RunOptions) -> Path | None:
+    """The first folder of ``options_folders`` holding ``run_options.json``, else None."""
+    return next((f for f in options_folders(options) if (f / OPTIONS_FILE).is_file()), None)
 
 
 @dataclass
@@ -149,7 +197,11 @@ class CommandFlags:
     quick: bool = field(default=False, metadata=flag(
         f"a few-minute preset: {QUICK}, the space's short epoch budget", group="sweep"))
     resume: bool = field(default=False, metadata=flag(
-        "continue the run --name (its saved options) after its driver stopped", group="where"))
+        "continue the run --name (its saved options, from its results folder or --storage-path) "
+        "after its driver stopped; other flags may only change --address, --storage-path, "
+        "--results-dir, --data (same content: its fingerprint is checked), and give again a "
+        "--optuna-storage/--mlflow URL's password",
+        group="where"))
 
 
 DATA_FLAGS = {  # DataOptions (core) holds no CLI text: its flags' help lives here

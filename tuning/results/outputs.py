@@ -11,6 +11,7 @@ import pandas as pd
 
 from core.model_folder import save_model_folder
 from search_spaces.types import SearchSpace
+from tuning.config.atomic import write_text_atomic
 from tuning.search.retrain import RetrainRun
 
 
@@ -28,7 +29,8 @@ def jsonable(value: Any) -> Any:
 
 
 def write_json(path: Path, payload: Any) -> None:
-    path.write_text(json.dumps(jsonable(payload), indent=2) + "\n")
+    """``payload`` as indented JSON (``jsonable``), written atomically."""
+    write_text_atomic(path, json.dumps(jsonable(payload), indent=2) + "\n")
 
 
 def write_best(folder: Path, run: RetrainRun, *, space: SearchSpace,

@@ -127,8 +127,6 @@ def build_searcher(space: SearchSpace, settings: SweepSettings, overrides: dict[
         from ray.tune.search.optuna import OptunaSearch
 
         storage = optuna_storage(settings.optuna_storage) if settings.optuna_storage else None
-        if storage is not None:
-            log.info("Optuna study %r stored in %s", study_name, settings.optuna_storage)
         searcher = OptunaSearch(metric=tune_metric(space, settings), mode=space.mode,
                                 seed=settings.seed,
                                 points_to_evaluate=points or None, storage=storage,

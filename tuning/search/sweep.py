@@ -11,6 +11,7 @@ import ray
 from ray import tune
 
 from search_spaces.types import SearchSpace
+from tuning.search.interrupt import fitting
 from tuning.search.progress import trial_table
 from tuning.search.searchers import build_scheduler, build_searcher, tune_metric
 from tuning.search.settings import SweepSettings, epoch_budget, resolve
@@ -53,16 +54,18 @@ def sweep_trainable(space: SearchSpace, data: Mapping[str, np.ndarray],
 
 
 def fit_or_resume(build: Callable[[], tune.Tuner], trainable: Any, path: str, *,
-                  resume: bool) -> tune.ResultGrid:
+                  resume: bool, restart_errored: bool = False) -> tune.ResultGrid:
     """Fit a new Tuner, or with ``resume`` continue the one saved at ``path``: the searcher's
     state is restored, finished trials are kept, unfinished ones resume from their last
-    checkpoint, errored ones stay errored. (Ray does not save the scheduler's rung statistics;
-    ASHA rebuilds them from the results that follow.)"""
-    with warnings.catch_warnings():
+    checkpoint, errored ones stay errored unless ``restart_errored`` (then they run again from
+    scratch). (Ray does not save the scheduler's rung statistics; ASHA rebuilds them from the
+    results that follow.) Raises ``RunInterrupted`` if SIGINT/SIGTERM stopped the fit."""
+    with warnings.catch_warnings(), fitting():
         warnings.filterwarnings("ignore", message=TUPLE_CHOICES_WARNING)
         if resume and tune.Tuner.can_restore(path):
             log.info("Resuming the experiment at %s", path)
-            return tune.Tuner.restore(path, trainable, resume_unfinished=True).fit()
+            return tune.Tuner.restore(path, trainable, resume_unfinished=True,
+                                      restart_errored=restart_errored).fit()
         return build().fit()
 
 

@@ -36,6 +36,11 @@ FEW_POSITIVES = 10  # fewer positive groups than this: the interval is flagged a
 SMALL_N = 10  # proportions over fewer (effective) cases use Clopper-Pearson, not Wilson
 
 
+
+def plural(unit: str) -> str:
+    """``patient`` -> ``patients``; ``series`` stays ``series``."""
+    return unit if unit.endswith("s") else f"{unit}s"
+
 def hanley_mcneil(auc: float, n_pos: float, n_neg: float) -> float:
     """Hanley & McNeil's (1982) variance of an AUROC from its value and the class sizes."""
     q1, q2 = auc / (2 - auc), 2 * auc ** 2 / (1 + auc)
@@ -124,7 +129,7 @@ def auroc_interval(y: np.ndarray, p: np.ndarray, *, groups: np.ndarray | None = 
     auc = float(weighted_auroc(y, p, np.ones((1, len(y))))[0])
     if n_pos < 2 or n_neg < 2:
         return describe(auc, math.nan, math.nan, unit=unit, n_groups=classes, n_boot=0,
-                        method=f"undefined: fewer than 2 {unit}s in a class")
+                        method=f"undefined: fewer than 2 {plural(unit)} in a class")
     pairs, draw_auroc = float(y.sum() * (len(y) - y.sum())), GroupAUROC(y, p, codes, n_groups)
     var, df = combine(variance_parts(
         lambda c: logit((draw_auroc(c) * pairs + 0.5) / (pairs + 1)),
@@ -133,7 +138,7 @@ def auroc_interval(y: np.ndarray, p: np.ndarray, *, groups: np.ndarray | None = 
     method = ("cluster bootstrap, stratified" if n_groups < len(y) else "bootstrap, stratified")
     method += ", t on the logit scale"
     if edge:
-        method += f"; at {auc:g}: Wilson with Hanley-McNeil n of {unit}s"
+        method += f"; at {auc:g}: Wilson with Hanley-McNeil n of {plural(unit)}"
     return describe(auc, low, high, method=method, unit=unit, n_groups=classes, n_boot=n_boot)
 
 
@@ -179,7 +184,7 @@ def mean_interval(values: np.ndarray, *, groups: np.ndarray | None = None, unit:
     strata = np.zeros(n_groups, dtype=np.int64)
     value = float(values.mean()) if len(values) else math.nan
     if n_groups < 2:
-        out = describe(value, math.nan, math.nan, method=f"undefined: fewer than 2 {unit}s",
+        out = describe(value, math.nan, math.nan, method=f"undefined: fewer than 2 {plural(unit)}",
                        unit=unit, n_groups={"all": int(n_groups)}, n_boot=0)
     else:
         sums, sizes = np.bincount(codes, values, n_groups), np.bincount(codes, None, n_groups)

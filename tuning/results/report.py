@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pandas as pd
 
+from core.intervals import plural
 from core.tasks import get_task
 from search_spaces.types import Choice, Distribution, IntUniform, LogUniform, SearchSpace
 from tuning.results import plots
@@ -112,8 +113,8 @@ def meaning_lines(summary: dict[str, Any]) -> list[str]:
     few = any(s.get("few_positives") for s in stats)
     return ["### What these numbers mean", "",
             f"Each interval is a 95 % confidence interval for the final model's performance on "
-            f"new {' / '.join(units)}s like the test ones, from the test split alone (test "
-            f"{' / '.join(units)}s: {count}). The resampling unit is the {' / '.join(units)}, not the "
+            f"new {' / '.join(map(plural, units))} like the test ones, from the test split alone (test "
+            f"{' / '.join(map(plural, units))}: {count}). The resampling unit is the {' / '.join(units)}, not the "
             "row: rows of one patient or series move together, and each class keeps its count of "
             "groups. AUROC: a t interval on the logit scale from a stratified bootstrap's "
             "variance (Wilson with a Hanley-McNeil n at 0 or 1); proportions: Wilson or "

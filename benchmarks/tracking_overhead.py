@@ -38,7 +38,6 @@ os.environ.setdefault("WANDB_MODE", "offline")  # the default without a key; not
 os.environ.setdefault("WANDB_SILENT", "true")
 
 import ray  # noqa: E402
-from ray import tune  # noqa: E402
 
 from core.config import TrialConfig  # noqa: E402
 from core.data.prepared import DataOptions  # noqa: E402

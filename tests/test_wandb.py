@@ -197,8 +197,8 @@ def test_no_api_key_is_written_into_results_storage_wandb_or_ray_logs(no_ray, ti
 
     monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)
     monkeypatch.setenv("WANDB_MODE", "offline")  # nothing connects
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "home" / ".config" / "wandb"))
+    for name in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):  # W&B's own files
+        monkeypatch.setenv(name, str(tmp_path / "wandb-home" / name.lower()))
     options = replace(tiny_options(tiny_egfr, tmp_path, "withkey"),
                       storage_path=str(tmp_path / "storage"))
     with caplog.at_level(logging.DEBUG):
@@ -206,7 +206,8 @@ def test_no_api_key_is_written_into_results_storage_wandb_or_ray_logs(no_ray, ti
     session = Path(ray._private.worker._global_node.get_session_dir_path())
     ray.shutdown()  # logs flushed
     assert len(offline_runs(options.results_path() / "wandb")) == 4
-    files = files_under(options.results_path(), tmp_path / "storage", tmp_path / "home", session)
+    files = files_under(options.results_path(), tmp_path / "storage", tmp_path / "wandb-home",
+                        session)
     assert len(files) > 50 and any(path.name == "runtime_env_agent.log" for path in files)
     leaked = [str(path) for path in files if FAKE_KEY.encode() in path.read_bytes()]
     assert not leaked

@@ -17,8 +17,8 @@ from ray.tune.logger import LoggerCallback
 from ray.tune.utils import flatten_dict
 
 from tuning.search.wandb_search import plain
-from tuning.tracking.scoped_env import scoped_env
 from tuning.tracking.metrics import trial_metrics
+from tuning.tracking.scoped_env import scoped_env
 
 
 def mlflow_params(config: dict[str, Any]) -> list[Param]:

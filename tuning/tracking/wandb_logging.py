@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-import wandb  # noqa: F401  (here, so a missing wandb fails the import callbacks.py checks)
+import wandb  # here, so that a missing wandb fails the import that callbacks.py checks
 from ray.tune.logger import LoggerCallback
 
 from tuning.search.wandb_search import plain, wandb_name
@@ -56,8 +56,6 @@ class WandbTrialCallback(LoggerCallback):
     @property
     def writer(self) -> WandbWriter:
         if self._writer is None:
-            import wandb
-
             # no per-run system sampling, and no pip listing per trial (0.15 s of the driver's
             # GIL each); each retrain run still records the environment's packages
             settings = wandb.Settings(silent=True, console="off", x_disable_stats=True,
@@ -66,7 +64,7 @@ class WandbTrialCallback(LoggerCallback):
         return self._writer
 
     def setup(self, *args: Any, **kwargs: Any) -> None:
-        self.writer  # start the thread before the first trial
+        _ = self.writer  # start the thread before the first trial
 
     def log_trial_start(self, trial: Any) -> None:
         self.writer.start(trial.trial_id, name=str(trial), config=wandb_config(trial.config))
@@ -110,8 +108,6 @@ def log_retrain(run: Any, *, mode: str, project: str, group: str, folder: Path,
                 metric: str) -> None:
     """One finished retrain as a W&B run (job type ``retrain``): config, per-epoch history,
     and its test metrics in the summary."""
-    import wandb
-
     history_file = Path(run.checkpoint_dir) / "history.json"
     history = json.loads(history_file.read_text()) if history_file.is_file() else []
     folder.mkdir(parents=True, exist_ok=True)
@@ -140,8 +136,6 @@ def log_retrains(runs: list, *, mode: str, project: str, group: str, folder: Pat
             log.warning("W&B: retrain rank %d seed %d was not logged (%s: %s)",
                         run.rank, run.seed, type(err).__name__, err)
     try:
-        import wandb
-
         wandb.teardown()  # stop the driver's W&B service now, not in an exit hook
     except Exception:  # noqa: BLE001
         pass

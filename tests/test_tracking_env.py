@@ -38,3 +38,7 @@ def test_a_local_mlflow_store_logs_every_trial_and_leaves_the_environment(ray_lo
         runs = client.search_runs([client.get_experiment_by_name("probe").experiment_id])
     assert sorted(run.data.metrics["score"] for run in runs) == [1.0, 2.0]
     assert {run.data.tags["job_type"] for run in runs} == {"trial"}
+    assert sorted(run.data.params["x"] for run in runs) == ["1", "2"]
+    assert all(run.info.status == "FINISHED" for run in runs)
+    history = client.get_metric_history(runs[0].info.run_id, "score")
+    assert [point.step for point in history] == [1, 2]  # one batch per report, step = iteration

@@ -3,6 +3,7 @@ retrain's summary, never a failed sweep because of W&B, and never an API key in 
 import json
 import logging
 import struct
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -96,24 +97,57 @@ def test_a_retrain_is_one_offline_run_with_its_test_metrics(tmp_path):
 
 
 def test_a_wandb_failure_is_a_warning_and_the_sweep_goes_on(monkeypatch, caplog, tmp_path):
-    from ray.air.integrations.wandb import WandbLoggerCallback
-
-    from tuning.tracking.wandb_logging import SafeWandbLoggerCallback, log_retrains
+    from tuning.tracking.wandb_logging import WandbTrialCallback, log_retrains
 
     def broken(*args, **kwargs):
         raise ConnectionError("W&B is down")
 
-    monkeypatch.setattr(WandbLoggerCallback, "log_trial_start", broken)
     monkeypatch.setattr(wandb, "init", broken)
-    callback = SafeWandbLoggerCallback(project="p", mode="offline")
+    callback = WandbTrialCallback(project="p", group="g", job_type="trial", mode="offline",
+                                  dir=str(tmp_path / "trials"))
+    trial = SimpleNamespace(trial_id="x", config={"optim/lr": 1e-3})
     with caplog.at_level(logging.WARNING):
-        callback.log_trial_start(SimpleNamespace(trial_id="x"))
-        callback.log_trial_result(1, SimpleNamespace(trial_id="x"), {})  # switched off: no-op
+        callback.log_trial_start(trial)
+        callback.log_trial_result(1, trial, {"val/auroc": 0.5})  # switched off: no-op
+        callback.log_trial_end(trial)
+        callback.on_experiment_end([trial])
         logged = log_retrains([fake_retrain(tmp_path)], mode="offline", project="p", group="g",
                               folder=tmp_path / "wb", metric="val/auroc")
     assert logged == 0
     assert "W&B logging stopped" in caplog.text and "W&B is down" in caplog.text
     assert "was not logged" in caplog.text
+
+
+def test_trials_are_runs_of_one_writer_with_every_reported_epoch(tmp_path):
+    """Runs from one thread in this process: each keeps its epochs, config, group and tags, even
+    when another trial's run is open at the same time (two trials in flight)."""
+    import pickle
+
+    from tuning.tracking.wandb_logging import WandbTrialCallback
+
+    callback = WandbTrialCallback(project="p", group="g", job_type="trial", mode="offline",
+                                  dir=str(tmp_path), tags=("egfr", "tpe"))
+    callback = pickle.loads(pickle.dumps(callback))  # Tune pickles its callbacks
+    callback.setup()
+    trials = [SimpleNamespace(trial_id=f"t{i}", config={"optim": {"lr": 10.0 ** -i}}) for i in (1, 2)]
+    for trial in trials:
+        callback.log_trial_start(trial)
+    for epoch in (1, 2, 3):
+        for trial in trials:
+            callback.log_trial_result(epoch, trial, {"val/auroc": 0.5 + epoch / 10, "epoch": epoch,
+                                                     "done": False, "config": {"x": 1}})
+    callback.log_trial_end(trials[0])  # the other one ends with the experiment (ASHA-stopped)
+    callback.on_experiment_end(trials)
+    runs = offline_runs(tmp_path / "wandb")
+    assert len(runs) == 2
+    for run in runs:
+        assert run["job_type"] == "trial" and run["group"] == "g"
+        assert run["config"] - {"_wandb"} == {"optim.lr"}
+        assert float(run["summary"]["val/auroc"]) == pytest.approx(0.8)
+        assert float(run["summary"]["epoch"]) == 3 and "done" not in run["summary"]
+    tags = [set(record.run.tags) for path in tmp_path.glob("wandb/offline-run-*/run-*.wandb")
+            for record in wandb_records(path) if record.WhichOneof("record_type") == "run"]
+    assert tags and all(tag == {"egfr", "tpe"} for tag in tags)
 
 
 # --- whole runs ------------------------------------------------------------------------------
@@ -146,18 +180,35 @@ def test_without_a_key_every_trial_and_retrain_is_an_offline_run(ray_local, tiny
     assert all("test/auroc" in run["summary"] for run in runs if run["job_type"] == "retrain")
 
 
+def files_under(*folders: Path) -> list[Path]:
+    return [path for folder in folders for path in Path(folder).rglob("*")
+            if path.is_file() and not path.is_symlink()]
+
+
 @pytest.mark.slow
-def test_no_api_key_is_written_into_results_or_logs(ray_local, tiny_egfr, tmp_path, monkeypatch,
-                                                    caplog, capfd):
+def test_no_api_key_is_written_into_results_storage_wandb_or_ray_logs(no_ray, tiny_egfr, tmp_path,
+                                                                      monkeypatch, caplog, capfd):
+    """A key in the driver's environment reaches no file: not the results, the storage path, the
+    W&B offline folder, W&B's settings, nor any log of the Ray session (which holds every runtime
+    env Ray's agent set up). Ray starts here, with the key already in the environment."""
+    import ray
+
     from tuning.pipeline import run_pipeline
 
     monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    options = tiny_options(tiny_egfr, tmp_path, "withkey")
+    monkeypatch.setenv("WANDB_MODE", "offline")  # nothing connects
+    for name in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):  # W&B's own files
+        monkeypatch.setenv(name, str(tmp_path / "wandb-home" / name.lower()))
+    options = replace(tiny_options(tiny_egfr, tmp_path, "withkey"),
+                      storage_path=str(tmp_path / "storage"))
     with caplog.at_level(logging.DEBUG):
         run_pipeline(options)
-    files = [path for path in options.results_path().rglob("*") if path.is_file()]
+    session = Path(ray._private.worker._global_node.get_session_dir_path())
+    ray.shutdown()  # logs flushed
     assert len(offline_runs(options.results_path() / "wandb")) == 4
+    files = files_under(options.results_path(), tmp_path / "storage", tmp_path / "wandb-home",
+                        session)
+    assert len(files) > 50 and any(path.name == "runtime_env_agent.log" for path in files)
     leaked = [str(path) for path in files if FAKE_KEY.encode() in path.read_bytes()]
     assert not leaked
     out, err = capfd.readouterr()

@@ -152,7 +152,8 @@ def run_pipeline(options: RunOptions, *, resume: bool = False,
 
     def tracking(job_type: str, *, with_wandb: bool = True) -> list:
         return ((wandb_callbacks(mode=mode, project=options.wandb_project, group=options.name,
-                                 job_type=job_type, folder=folder) if with_wandb else [])
+                                 job_type=job_type, folder=folder,
+                                 tags=(space.name, options.sweep.search)) if with_wandb else [])
                 + mlflow_callbacks(uri=options.mlflow, experiment=options.name, job_type=job_type))
 
     sweep_grid = run_sweep(space, data, options, callbacks=tracking("trial"), resume=resume)

@@ -29,21 +29,19 @@ def prepare_wandb(enabled: bool) -> str:
 
 
 def wandb_callbacks(*, mode: str, project: str, group: str, job_type: str,
-                    folder: Path) -> list:
-    """Ray's driver-side W&B logger (keeps the data of ASHA-stopped trials too), or none."""
+                    folder: Path, tags: tuple[str, ...] = ()) -> list:
+    """One W&B run per trial, written from the driver by one thread (no process per trial, no key
+    in any Ray runtime env; the data of ASHA-stopped trials kept), or none when W&B is off."""
     if mode == "disabled":
         return []
     try:
-        from tuning.tracking.wandb_logging import SafeWandbLoggerCallback
+        from tuning.tracking.wandb_logging import WandbTrialCallback
     except ImportError:
         log.warning("wandb is not installed: trials are not tracked in W&B")
         return []
     folder.mkdir(parents=True, exist_ok=True)
-    return [SafeWandbLoggerCallback(
-        project=project, group=group, job_type=job_type, mode=mode, dir=str(folder),
-        log_config=False, upload_timeout=300,
-        excludes=["time_this_iter_s", "timestamp", "pid", "hostname", "node_ip",
-                  "time_since_restore", "iterations_since_restore"])]
+    return [WandbTrialCallback(project=project, group=group, job_type=job_type, mode=mode,
+                               dir=str(folder), tags=tags)]
 
 
 def log_wandb_retrains(runs: list, *, mode: str, project: str, group: str, folder: Path,
@@ -66,7 +64,8 @@ def local_mlflow_uri(folder: Path) -> str:
 
 
 def mlflow_callbacks(*, uri: str | None, experiment: str, job_type: str) -> list:
-    """Ray's driver-side MLflow logger: one MLflow run per trial, tagged ``job_type``; none without a URI.
+    """One MLflow run per trial, tagged ``job_type``, logged from the driver a batch per report;
+    none without a URI.
 
     MLflow 3 refuses ``file:`` stores unless ``MLFLOW_ALLOW_FILE_STORE`` is set; a local store is
     what ``--mlflow`` asks for, so its callback allows it while it opens the store (a database or
@@ -75,15 +74,11 @@ def mlflow_callbacks(*, uri: str | None, experiment: str, job_type: str) -> list
     if not uri:
         return []
     try:
-        import mlflow  # noqa: F401  (Ray's callback needs it; fail here with a clear message)
-        from ray.air.integrations.mlflow import MLflowLoggerCallback
-
-        from tuning.tracking.mlflow_logging import FileStoreMLflowLoggerCallback
+        from tuning.tracking.mlflow_logging import MlflowTrialCallback
     except ImportError:
         log.warning("mlflow is not installed (pip install 'medtune[mlflow]'): trials are not "
                     "tracked in MLflow")
         return []
     local = uri.startswith("file:") or "://" not in uri
-    callback = FileStoreMLflowLoggerCallback if local else MLflowLoggerCallback
-    return [callback(tracking_uri=uri, experiment_name=experiment, tags={"job_type": job_type},
-                     save_artifact=False)]
+    return [MlflowTrialCallback(tracking_uri=uri, experiment_name=experiment,
+                                tags={"job_type": job_type}, local=local)]

@@ -1,7 +1,9 @@
-"""The W&B runs of a sweep: Ray's driver-side logger made safe and tidy, and one run per retrain.
+"""The W&B runs of a sweep: one run per trial from one writer thread in the driver, and one run
+per retrain.
 
-Imported lazily by ``tuning.tracking.callbacks`` (it imports wandb). A W&B failure is logged as a warning
-and never stops a sweep; no API key is ever passed to W&B or written anywhere by this module.
+Imported lazily by ``tuning.tracking.callbacks`` (it imports wandb). A W&B failure is logged as a
+warning and never stops a sweep. No API key is passed anywhere by this module: W&B reads it from
+its own environment or settings in the driver, the one process that logs.
 """
 from __future__ import annotations
 
@@ -11,12 +13,14 @@ import logging
 import math
 import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from ray.air.integrations.wandb import WandbLoggerCallback, _WandbLoggingActor
+import wandb  # here, so that a missing wandb fails the import that callbacks.py checks
+from ray.tune.logger import LoggerCallback
 
 from tuning.search.wandb_search import plain, wandb_name
-from tuning.tracking.scoped_env import scoped_env
+from tuning.tracking.metrics import trial_metrics
+from tuning.tracking.wandb_writer import WandbWriter
 
 log = logging.getLogger(__name__)
 
@@ -34,66 +38,47 @@ def wandb_config(config: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
-class QuietWandbActor(_WandbLoggingActor):
-    """Ray's per-trial W&B actor with a flat, readable config, and W&B torn down before Ray ends
-    the actor (otherwise each trial prints a "Connection lost" traceback at exit)."""
+class WandbTrialCallback(LoggerCallback):
+    """One W&B run per trial (W&B id = Tune's trial id), written by one ``WandbWriter`` thread in
+    the driver: every reported epoch is logged as it arrives, so trials ASHA stops keep their
+    history. Runs share project, group, job type and tags; each run's config is its trial's
+    config under flat names (``optim.lr``), as W&B's parallel-coordinates panel wants it."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        if isinstance(kwargs.get("config"), dict):
-            kwargs["config"] = wandb_config(kwargs["config"])
-        super().__init__(*args, **kwargs)
+    def __init__(self, *, project: str, group: str, job_type: str, mode: str, dir: str,
+                 tags: tuple[str, ...] = ()) -> None:
+        self.init_kwargs = {"project": project, "group": group, "job_type": job_type,
+                            "mode": mode, "dir": dir, "tags": list(tags)}
+        self._writer: WandbWriter | None = None
 
-    def run(self) -> None:
-        try:
-            super().run()
-        finally:
-            self._wandb.teardown()
+    def __getstate__(self) -> dict[str, Any]:  # Tune pickles callbacks; a thread does not pickle
+        return {"init_kwargs": self.init_kwargs, "_writer": None}
 
-
-class SafeWandbLoggerCallback(WandbLoggerCallback):
-    """``WandbLoggerCallback`` that logs a warning and switches itself off on any W&B error."""
-
-    _logger_actor_cls = QuietWandbActor
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        import wandb
-
-        kwargs.setdefault("settings", wandb.Settings(silent=True))  # no banner per trial
-        super().__init__(*args, **kwargs)
-        self._failed = False
-
-    def _safely(self, what: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        if self._failed:
-            return None
-        try:
-            return call(*args, **kwargs)
-        except Exception as err:  # noqa: BLE001 - tracking must never stop a sweep
-            self._failed = True
-            log.warning("W&B logging stopped at %s (%s: %s); the sweep goes on without it",
-                        what, type(err).__name__, err)
-            return None
+    @property
+    def writer(self) -> WandbWriter:
+        if self._writer is None:
+            # no per-run system sampling, and no pip listing per trial (0.15 s of the driver's
+            # GIL each); each retrain run still records the environment's packages
+            settings = wandb.Settings(silent=True, console="off", x_disable_stats=True,
+                                      x_save_requirements=False)
+            self._writer = WandbWriter({**self.init_kwargs, "settings": settings})
+        return self._writer
 
     def setup(self, *args: Any, **kwargs: Any) -> None:
-        # Ray's callback asks for an API key at setup unless WANDB_MODE says offline or disabled:
-        # the callback's own mode says so for the length of that check.
-        mode = self.kwargs.get("mode")
-        with scoped_env("WANDB_MODE", mode if mode in ("offline", "disabled") else None):
-            self._safely("setup", super().setup, *args, **kwargs)
+        _ = self.writer  # start the thread before the first trial
 
     def log_trial_start(self, trial: Any) -> None:
-        self._safely("trial start", super().log_trial_start, trial)
+        self.writer.start(trial.trial_id, name=str(trial), config=wandb_config(trial.config))
 
     def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
-        self._safely("a result", super().log_trial_result, iteration, trial, result)
-
-    def log_trial_save(self, trial: Any) -> None:
-        self._safely("a checkpoint", super().log_trial_save, trial)
+        self.writer.log(trial.trial_id, trial_metrics(result))
 
     def log_trial_end(self, trial: Any, failed: bool = False) -> None:
-        self._safely("trial end", super().log_trial_end, trial, failed)
+        self.writer.finish(trial.trial_id)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        self._safely("the end", super().on_experiment_end, trials, **info)
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
 
 def retrain_run_id(group: str, rank: int, seed: int) -> str:
@@ -123,8 +108,6 @@ def log_retrain(run: Any, *, mode: str, project: str, group: str, folder: Path,
                 metric: str) -> None:
     """One finished retrain as a W&B run (job type ``retrain``): config, per-epoch history,
     and its test metrics in the summary."""
-    import wandb
-
     history_file = Path(run.checkpoint_dir) / "history.json"
     history = json.loads(history_file.read_text()) if history_file.is_file() else []
     folder.mkdir(parents=True, exist_ok=True)
@@ -153,8 +136,6 @@ def log_retrains(runs: list, *, mode: str, project: str, group: str, folder: Pat
             log.warning("W&B: retrain rank %d seed %d was not logged (%s: %s)",
                         run.rank, run.seed, type(err).__name__, err)
     try:
-        import wandb
-
         wandb.teardown()  # stop the driver's W&B service now, not in an exit hook
     except Exception:  # noqa: BLE001
         pass

@@ -105,7 +105,7 @@ def start_driver(cluster: NetnsCluster, argv: list[str], logfile: Path) -> subpr
 
 def inject_faults(cluster: NetnsCluster, driver: subprocess.Popen, sweep: Path, *,
                   max_epochs: int, chaos: Chaos, t0: float, timeout_s: float) -> None:
-    """Kill the last worker's raylet while it holds a trial mid-way, then, once that trial has
+    """Kill the last worker host (raylet and workers) while it holds a trial mid-way, then, once that trial has
     resumed on another node, SIGKILL the driver while some trial is mid-way."""
     victim = cluster.workers[-1]
     deadline = t0 + timeout_s
@@ -114,10 +114,10 @@ def inject_faults(cluster: NetnsCluster, driver: subprocess.Popen, sweep: Path, 
         if not chaos.worker_killed:
             trial = mid_trial_on(rows, victim.address, max_epochs)
             if trial:
-                cluster.kill_raylet(victim)
+                cluster.kill_host(victim)
                 chaos.worker_killed = victim.address
                 chaos.events["worker_killed"] = time.time() - t0
-                chaos.notes.append(f"raylet of {victim.address} SIGKILLed while trial {trial} was "
+                chaos.notes.append(f"host {victim.address} (raylet and workers) SIGKILLed while trial {trial} was "
                                    f"past epoch {rows[trial][-1]['epoch']} (per the results "
                                    "written so far)")
         elif moved_off(rows, victim.address):

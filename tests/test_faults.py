@@ -65,13 +65,18 @@ def test_a_nan_trial_is_recorded_as_errored_and_the_sweep_goes_on(ray_local, tmp
     assert by_lr.loc[1e-3, "status"] == "completed"
 
 
-def _nodes_seen(folder: Path) -> dict[str, set]:
-    """trial folder -> node ids it reported from, read from Tune's result.json files."""
-    seen = {}
-    for result in folder.glob("trial_*/result.json"):
-        rows = [json.loads(line) for line in result.read_text(encoding="utf-8").splitlines() if line.strip()]
-        seen[result.parent.name] = {row.get("node_id") for row in rows}
-    return seen
+def _reports(folder: Path) -> dict[str, list[dict]]:
+    """trial folder -> its reports so far, read from Tune's result.json files."""
+    return {result.parent.name: [json.loads(line) for line in
+                                 result.read_text(encoding="utf-8").splitlines() if line.strip()]
+            for result in folder.glob("trial_*/result.json")}
+
+
+def _mid_trial_on_other_node(reports: dict[str, list[dict]], head: str, *, before: int) -> bool:
+    """Whether some trial last reported from a node other than ``head`` before epoch ``before``:
+    killing that node then cuts the trial short, not just after its final report."""
+    return any(rows and rows[-1].get("node_id") not in (head, None) and rows[-1]["epoch"] < before
+               for rows in reports.values())
 
 
 def test_a_lost_worker_node_costs_only_time(no_ray, tmp_path):
@@ -89,25 +94,26 @@ def test_a_lost_worker_node_costs_only_time(no_ray, tmp_path):
                             storage_path=str(tmp_path))
         killed = {}
 
-        def kill_worker_once_both_nodes_ran():
+        head = ray.get_runtime_context().get_node_id()
+
+        def kill_worker_mid_trial():
             deadline = time.time() + 120
             while time.time() < deadline and not killed:
-                seen = _nodes_seen(tmp_path / "sweep")
-                nodes = set().union(*seen.values()) if seen else set()
-                if len(nodes - {None}) >= 2:
-                    killed["before"] = seen
+                reports = _reports(tmp_path / "sweep")
+                if _mid_trial_on_other_node(reports, head, before=4):
+                    killed["before"] = reports
                     cluster.remove_node(worker)
                     return
-                time.sleep(0.2)
+                time.sleep(0.05)
 
-        killer = threading.Thread(target=kill_worker_once_both_nodes_ran)
+        killer = threading.Thread(target=kill_worker_mid_trial)
         killer.start()
         grid = tuner.fit()
         killer.join()
     finally:
         ray.shutdown()
         cluster.shutdown()
-    assert killed, "trials never ran on both nodes"
+    assert killed, "no trial was mid-way on the worker node"
     assert len(grid) == 4 and not grid.errors
     moved = 0
     for result in grid:

@@ -18,8 +18,8 @@ from torch import nn
 
 from core.config import OptimConfig
 from core.data.datamodule import ArrayDataModule
-from core.metrics import TRAIN_LOSS, VAL_LOSS, binary_metrics, segmentation_scores
-from core.module import TaskModule
+from core.metrics import TRAIN_LOSS, VAL_LOSS
+from core.module import TaskModule, ValBatch, validation_scores
 
 
 def fold_arrays(arrays: Mapping[str, np.ndarray], fold: int) -> dict[str, np.ndarray]:
@@ -50,7 +50,7 @@ class FoldsModule(pl.LightningModule):
         super().__init__()
         self.folds = nn.ModuleList(folds)
         self.optim, self.segmentation = optim, segmentation
-        self._val: list[list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = [[] for _ in folds]
+        self._val: list[list[ValBatch]] = [[] for _ in folds]
         self._train: list[torch.Tensor] = []
 
     @property
@@ -75,20 +75,10 @@ class FoldsModule(pl.LightningModule):
         loss = fold.loss(logits, y).detach()
         self._val[dataloader_idx].append((loss * len(x), fold.loss.probabilities(logits).detach(), y))
 
-    def _fold_metrics(self, items: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> dict[str, float]:
-        probs = torch.cat([item[1] for item in items]).float().cpu().numpy()
-        targets = torch.cat([item[2] for item in items]).cpu().numpy()
-        metrics = {"loss": sum(float(item[0]) for item in items) / len(targets)}
-        if self.segmentation:
-            metrics.update({k: float(np.mean(v)) for k, v in segmentation_scores(targets, probs).items()})
-        else:
-            metrics.update(binary_metrics(targets, probs))
-        return metrics
-
     def on_validation_epoch_end(self) -> None:
         if not all(self._val):
             return
-        per_fold = [self._fold_metrics(items) for items in self._val]
+        per_fold = [validation_scores(items, segmentation=self.segmentation) for items in self._val]
         for items in self._val:
             items.clear()
         logged = {f"val/fold{k}/{name}": value for k, fold in enumerate(per_fold) for name, value in fold.items()}

@@ -11,6 +11,22 @@ from core.config import OptimConfig
 from core.losses import TaskLoss
 from core.metrics import TRAIN_LOSS, VAL_LOSS, binary_metrics, segmentation_scores
 
+ValBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (loss x batch size, probabilities, targets)
+
+
+def validation_scores(batches: list[ValBatch], *, segmentation: bool) -> dict[str, float]:
+    """An epoch's val ``loss`` (mean per sample) and metrics from its batches: auroc, accuracy,
+    f1, sensitivity, specificity, precision at 0.5, or mean dice and iou for segmentation."""
+    total = float(torch.stack([batch[0] for batch in batches]).sum())
+    probs = torch.cat([batch[1] for batch in batches]).float().cpu().numpy()
+    targets = torch.cat([batch[2] for batch in batches]).cpu().numpy()
+    scores = {"loss": total / len(targets)}
+    if segmentation:
+        scores.update({k: float(np.mean(v)) for k, v in segmentation_scores(targets, probs).items()})
+    else:
+        scores.update(binary_metrics(targets, probs))
+    return scores
+
 
 class TaskModule(pl.LightningModule):
     """Logs ``train/loss`` and ``val/loss`` plus ``val/<metric>`` for the task's kind.
@@ -26,7 +42,7 @@ class TaskModule(pl.LightningModule):
         self.loss = loss
         self.optim = optim
         self.segmentation = kind == "segmentation"
-        self._val: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._val: list[ValBatch] = []
         self._train_sum: torch.Tensor | None = None  # sum of loss * batch size, on the device
         self._train_seen = 0
 
@@ -51,17 +67,11 @@ class TaskModule(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         if not self._val:
             return
-        total = float(torch.stack([item[0] for item in self._val]).sum())
-        probs = torch.cat([item[1] for item in self._val]).float().cpu().numpy()
-        targets = torch.cat([item[2] for item in self._val]).cpu().numpy()
-        self._val.clear()
-        metrics = {VAL_LOSS: total / len(targets)}
-        if self._train_sum is not None:  # this epoch's mean training loss (before its end hooks)
+        metrics = {}
+        if self._train_sum is not None:  # this epoch's mean training loss; a NaN one stops the run first
             metrics[TRAIN_LOSS] = self._train_mean(self._train_sum)
-        if self.segmentation:
-            scores = {k: float(np.mean(v)) for k, v in segmentation_scores(targets, probs).items()}
-        else:
-            scores = binary_metrics(targets, probs)
+        scores = validation_scores(self._val, segmentation=self.segmentation)
+        self._val.clear()
         metrics.update({f"val/{name}": value for name, value in scores.items()})
         self.log_dict(metrics)
 

@@ -81,11 +81,16 @@ def test_3d_rotation_is_in_the_y_x_plane_only():
     assert moved >= 3
 
 
+def _augmented(x: np.ndarray, y: np.ndarray) -> ArrayDataset:
+    """A fresh augmenting dataset over ``x``, ``y`` (a new one per loader, as a resumed run makes)."""
+    return ArrayDataset(x, y, augment=augment_for(DataConfig(augment=True), sample_shape=x.shape[1:],
+                                                  label_shape=y.shape[1:]))
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_draws_differ_across_epochs_and_repeat_for_a_seed(workers):
     x, y = _blobs(4, (32, 32))
-    make = lambda: ArrayDataset(x, y, augment=augment_for(  # noqa: E731
-        DataConfig(augment=True), sample_shape=x.shape[1:], label_shape=y.shape[1:]))
+    make = lambda: _augmented(x, y)  # noqa: E731
     torch.manual_seed(7)
     first = _epochs(_loader(make(), workers=workers, seed=7), 2)
     torch.manual_seed(7)
@@ -120,8 +125,7 @@ def test_the_datamodule_augments_train_only():
 def test_an_epochs_draws_depend_on_the_epoch_not_on_history(workers):
     # a run resumed at epoch 1 draws what the uninterrupted run drew at epoch 1
     x, y = _blobs(4, (32, 32))
-    make = lambda: ArrayDataset(x, y, augment=augment_for(  # noqa: E731
-        DataConfig(augment=True), sample_shape=x.shape[1:], label_shape=y.shape[1:]))
+    make = lambda: _augmented(x, y)  # noqa: E731
     torch.manual_seed(5)
     straight = _epochs(_loader(make(), workers=workers, seed=5), 2)[1]
     torch.manual_seed(5)

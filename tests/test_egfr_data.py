@@ -192,7 +192,7 @@ def test_preprocess_empty_mask_uses_whole_volume(caplog):
 
 
 def test_prepare_phantom_shapes_and_cache_hit(tmp_path, monkeypatch, caplog):
-    task = dataclasses.replace(TASK, phantom=lambda cache_dir: egfr_phantom(cache_dir, n_cases=30))
+    task = dataclasses.replace(TASK, phantom=lambda cache_dir, **kw: egfr_phantom(cache_dir, n_cases=30, **kw))
     data_cfg, options = DataConfig(shape=(16, 16, 16)), DataOptions(cache_dir=tmp_path / "cache")
     with caplog.at_level(logging.INFO, logger="core.data.cache"):
         first = prepare(task, data_cfg, options, seed=42)

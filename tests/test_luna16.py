@@ -228,7 +228,7 @@ def test_luna3d_seed_head_matches_the_seed_flattened_size():
 
 
 def test_prepare_tiny_phantom_shapes_pool_and_cache_hit(tmp_path, monkeypatch, caplog):
-    task = dataclasses.replace(TASK, phantom=lambda cache_dir: luna16_phantom(cache_dir, n_series=8))
+    task = dataclasses.replace(TASK, phantom=lambda cache_dir, **kw: luna16_phantom(cache_dir, n_series=8, **kw))
     data_cfg = DataConfig(task="luna16", shape=(8, 16, 16), negative_pool_ratio=3.0)
     options = DataOptions(cache_dir=tmp_path)
     with caplog.at_level(logging.INFO):

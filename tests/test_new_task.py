@@ -26,7 +26,8 @@ pytestmark = pytest.mark.slow
 CLASSES = ("absent", "present")
 
 
-def spheres_phantom(cache_dir: Path, *, n_cases: int = 24, seed: int = 0) -> Path:
+def spheres_phantom(cache_dir: Path, *, n_cases: int = 24, seed: int = 0,
+                    difficulty: str = "hard") -> Path:
     """``<root>/{absent,present}/<case>.nii.gz``: 12^3 noise volumes, half with a bright ball."""
     def generate(folder: Path) -> None:
         rng = np.random.default_rng(seed)

@@ -34,6 +34,7 @@ class DataOptions:
     group_regex: str | None = None  # the first capture group of a file stem is the patient id
     groups_csv: Path | None = None  # a CSV of name (file stem or case id) -> group (patient id)
     cache_dir: Path = field(default_factory=default_cache_dir)
+    phantom_difficulty: str = "hard"  # without root: the phantom's difficulty (easy or hard)
 
 
 @dataclass

@@ -34,7 +34,8 @@ def prepare(task: Task, cfg: DataConfig, options: DataOptions, *, seed: int,
     parallel map spreads it over processes or a cluster).
     """
     task.check_shape(cfg)
-    root = Path(options.root) if options.root is not None else task.phantom(options.cache_dir)
+    root = Path(options.root) if options.root is not None else task.phantom(options.cache_dir,
+                                                                            difficulty=options.phantom_difficulty)
     manifest = regroup(task.read_manifest(root, options), pattern=options.group_regex,
                        csv=options.groups_csv)
     split = task.split(manifest, cfg, seed)

@@ -72,7 +72,7 @@ class Task:
     read_manifest: ManifestReader
     preprocess: Preprocess
     load_input: InputLoader
-    phantom: Callable[[Path], Path]  # cache folder -> a generated dataset in the real layout
+    phantom: Callable[..., Path]  # (cache folder, difficulty=) -> a generated dataset in the real layout
     cache_settings: Callable[[DataConfig, DataOptions, int], dict[str, Any]]
     fingerprint: Callable[[Path, pd.DataFrame, DataOptions], str]
     split: Callable[[pd.DataFrame, DataConfig, int], pd.DataFrame] = grouped_split

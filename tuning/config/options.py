@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from core.data.phantoms import DIFFICULTIES
 from core.data.prepared import DataOptions
 from search_spaces import SPACE_NAMES, get_space
 from search_spaces.types import SearchSpace
@@ -217,6 +218,9 @@ DATA_FLAGS = {  # DataOptions (core) holds no CLI text: its flags' help lives he
     "group_regex": FlagSpec("the first capture group of a file name (without suffix) is the patient "
                             "id, e.g. '^(patient\\d+)_'", group="data", metavar="REGEX",
                             default_text="each task's own rule"),
+    "phantom_difficulty": FlagSpec("without --data: how hard the built-in phantom is (hard leaves room "
+                                   "for the search; easy is clearly separable)", group="data",
+                                   choices=DIFFICULTIES),
     "groups_csv": FlagSpec("CSV with columns name (file stem or case id) and group (patient id)",
                            group="data", metavar="CSV", default_text="each task's own rule"),
 }

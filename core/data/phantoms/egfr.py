@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.data.phantoms import check_difficulty
 from core.data.phantoms.staging import MARKER, generate_once
 from core.imageio import Geometry, write_volume
 
@@ -104,12 +105,15 @@ def _generate(folder: Path, n_cases: int, seed: int) -> None:
     clinical.to_csv(folder / "clinical.csv", index=False)
 
 
-def egfr_phantom(cache_dir: Path, *, n_cases: int = 160, seed: int = 0) -> Path:
+def egfr_phantom(cache_dir: Path, *, n_cases: int = 160, seed: int = 0,
+                 difficulty: str = "hard") -> Path:
     """Folder of a synthetic EGFR dataset, generated on first use (a few seconds) and reused after."""
+    check_difficulty(difficulty)
     if n_cases < 10:
         raise ValueError(f"egfr_phantom needs n_cases >= 10 to hold both classes, got {n_cases}")
-    folder = Path(cache_dir) / "phantoms" / f"{VERSION}-n{n_cases}-s{seed}"
+    folder = Path(cache_dir) / "phantoms" / f"{VERSION}-{difficulty}-n{n_cases}-s{seed}"
     if not (folder / MARKER).is_file():
         logger.info("Generating the EGFR phantom (%d cases, seed %d) in %s", n_cases, seed, folder)
     return generate_once(folder, lambda staging: _generate(staging, n_cases, seed),
-                         meta={"version": VERSION, "n_cases": n_cases, "seed": seed})
+                         meta={"version": VERSION, "n_cases": n_cases, "seed": seed,
+                               "difficulty": difficulty})

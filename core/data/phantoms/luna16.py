@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.data.phantoms import check_difficulty
 from core.data.phantoms.staging import MARKER, generate_once
 from core.imageio import Geometry, voxel_to_world, write_volume
 
@@ -144,13 +145,16 @@ def _generate(folder: Path, n_series: int, seed: int) -> None:
                   "probability": []}).to_csv(folder / "sampleSubmission.csv", index=False)
 
 
-def luna16_phantom(cache_dir: Path, *, n_series: int = 24, seed: int = 0) -> Path:
+def luna16_phantom(cache_dir: Path, *, n_series: int = 24, seed: int = 0,
+                   difficulty: str = "hard") -> Path:
     """Folder of a synthetic LUNA16 dataset, generated on first use (seconds) and reused after."""
+    check_difficulty(difficulty)
     if n_series < 6:
         raise ValueError(f"luna16_phantom needs n_series >= 6 so every split gets both kinds of "
                          f"series, got {n_series}")
-    folder = Path(cache_dir) / "phantoms" / f"{VERSION}-n{n_series}-s{seed}"
+    folder = Path(cache_dir) / "phantoms" / f"{VERSION}-{difficulty}-n{n_series}-s{seed}"
     if not (folder / MARKER).is_file():
         logger.info("Generating the LUNA16 phantom (%d series, seed %d) in %s", n_series, seed, folder)
     return generate_once(folder, lambda staging: _generate(staging, n_series, seed),
-                         meta={"version": VERSION, "n_series": n_series, "seed": seed})
+                         meta={"version": VERSION, "n_series": n_series, "seed": seed,
+                               "difficulty": difficulty})

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.data.phantoms import check_difficulty
 from core.data.phantoms.staging import MARKER, generate_once
 from core.imageio import write_image_2d
 
@@ -83,12 +84,15 @@ def _generate(folder: Path, n_images: int, seed: int) -> None:
     (folder / "images" / ".DS_Store").write_bytes(b"\0")  # litter a real download carries
 
 
-def segmentation_phantom(cache_dir: Path, *, n_images: int = 200, seed: int = 0) -> Path:
+def segmentation_phantom(cache_dir: Path, *, n_images: int = 200, seed: int = 0,
+                         difficulty: str = "hard") -> Path:
     """Folder of a synthetic segmentation dataset, generated on first use (seconds) and reused after."""
+    check_difficulty(difficulty)
     if n_images < 10:
         raise ValueError(f"segmentation_phantom needs n_images >= 10, got {n_images}")
-    folder = Path(cache_dir) / "phantoms" / f"{VERSION}-n{n_images}-s{seed}"
+    folder = Path(cache_dir) / "phantoms" / f"{VERSION}-{difficulty}-n{n_images}-s{seed}"
     if not (folder / MARKER).is_file():
         logger.info("Generating the segmentation phantom (%d images, seed %d) in %s", n_images, seed, folder)
     return generate_once(folder, lambda staging: _generate(staging, n_images, seed),
-                         meta={"version": VERSION, "n_images": n_images, "seed": seed})
+                         meta={"version": VERSION, "n_images": n_images, "seed": seed,
+                               "difficulty": difficulty})

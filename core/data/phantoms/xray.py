@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.data.phantoms import check_difficulty
 from core.data.phantoms.segmentation import smooth_noise
 from core.data.phantoms.staging import MARKER, generate_once
 from core.imageio import write_image_2d
@@ -101,13 +102,16 @@ def _generate(root: Path, seed: int, scale: float) -> None:
     (litter / "._train").write_bytes(b"\0")
 
 
-def xray_phantom(cache_dir: Path, *, seed: int = 0, scale: float = 1.0) -> Path:
+def xray_phantom(cache_dir: Path, *, seed: int = 0, scale: float = 1.0,
+                 difficulty: str = "hard") -> Path:
     """Folder of a synthetic Kermany-layout X-ray set, generated on first use (seconds), reused after.
 
     ``scale`` multiplies the train and test patient counts (tests use a small set); val stays 8 + 8.
     """
-    folder = Path(cache_dir) / "phantoms" / f"{VERSION}-x{scale:g}-s{seed}"
+    check_difficulty(difficulty)
+    folder = Path(cache_dir) / "phantoms" / f"{VERSION}-{difficulty}-x{scale:g}-s{seed}"
     if not (folder / MARKER).is_file():
         logger.info("Generating the X-ray phantom (scale %g, seed %d) in %s", scale, seed, folder)
     return generate_once(folder, lambda staging: _generate(staging, seed, scale),
-                         meta={"version": VERSION, "seed": seed, "scale": scale})
+                         meta={"version": VERSION, "seed": seed, "scale": scale,
+                               "difficulty": difficulty})

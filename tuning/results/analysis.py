@@ -90,18 +90,44 @@ def histories_from_grid(grid: Any) -> dict[str, pd.DataFrame]:
 
 
 def best_so_far(histories: Mapping[str, pd.DataFrame], *, metric: str, mode: str) -> pd.DataFrame:
-    """Every reported trial-epoch in time order: ``trial_epoch`` (1..N), trial_id, value, best."""
+    """Every reported trial-epoch in time order: ``trial_epoch`` (1..N), trial_id, value, best, and
+    ``wall_s``, seconds from the sweep's first trial start to the end of that trial-epoch (NaN
+    when the histories lack Ray's ``timestamp`` and ``time_total_s``)."""
     parts = [frame.assign(trial_id=trial_id) for trial_id, frame in histories.items()
              if metric in frame]
     if not parts:
-        return pd.DataFrame(columns=["trial_epoch", "trial_id", "value", "best"])
+        return pd.DataFrame(columns=["trial_epoch", "trial_id", "value", "best", "wall_s"])
     rows = pd.concat(parts, ignore_index=True)
-    order = [c for c in ("timestamp", "time_total_s") if c in rows]
-    rows = rows.sort_values(order, kind="stable") if order else rows
+    ends = epoch_end_times(rows)
+    if ends is not None:
+        rows = rows.assign(_end=ends).sort_values("_end", kind="stable")
+        wall = (rows["_end"] - trial_starts(rows).min()).to_numpy(dtype=float)
+    else:
+        order = [c for c in ("timestamp", "time_total_s") if c in rows]
+        rows = rows.sort_values(order, kind="stable") if order else rows
+        wall = np.full(len(rows), np.nan)
     value = pd.to_numeric(rows[metric], errors="coerce").reset_index(drop=True)
     best = (value.cummax() if mode == "max" else value.cummin()).ffill()
     return pd.DataFrame({"trial_epoch": np.arange(1, len(rows) + 1),
-                         "trial_id": rows["trial_id"].to_numpy(), "value": value, "best": best})
+                         "trial_id": rows["trial_id"].to_numpy(), "value": value, "best": best,
+                         "wall_s": wall})
+
+
+def trial_starts(rows: pd.DataFrame) -> pd.Series:
+    """Each row's trial start (Unix s): the median over the trial's rows of ``timestamp -
+    time_total_s``; Ray's timestamp is whole seconds, so a start is good to about 1 s."""
+    start = pd.to_numeric(rows["timestamp"], errors="coerce") - pd.to_numeric(
+        rows["time_total_s"], errors="coerce")
+    return start.groupby(rows["trial_id"]).transform("median")
+
+
+def epoch_end_times(rows: pd.DataFrame) -> pd.Series | None:
+    """When each trial-epoch ended (Unix s): its trial's start plus its ``time_total_s``, finer
+    than Ray's whole-second timestamp; None without those columns."""
+    if not {"timestamp", "time_total_s"} <= set(rows):
+        return None
+    ends = trial_starts(rows) + pd.to_numeric(rows["time_total_s"], errors="coerce")
+    return None if ends.isna().all() else ends
 
 
 def search_methods(run_options: Mapping[str, Any]) -> tuple[str, str]:

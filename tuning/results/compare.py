@@ -1,7 +1,9 @@
 """python -m tuning.compare results/A results/B ... [--out DIR]
 
-Finished runs side by side: one table (printed, and saved as compare.md and compare.csv) and
-one plot, compare.png, of each sweep's best val metric against cumulative trial-epochs.
+Finished runs side by side: one table (printed, and saved as compare.md and compare.csv), a note
+on whether the runs had the same budget (naming what differs), and compare.png, each sweep's best
+val metric so far against cumulative trial-epochs and against wall time. Test metrics are shown
+for information, never to rank runs.
 """
 from __future__ import annotations
 
@@ -10,14 +12,15 @@ import json
 import logging
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from tuning.results import plots
-from tuning.results.analysis import (best_so_far, number, read_histories, read_trials, search_methods,
-                             with_ci)
+from tuning.results.analysis import best_so_far, number, read_histories, read_trials, with_ci
+from tuning.results.budgets import footing_notes, run_settings
 from tuning.config.options import OPTIONS_FILE
 
 log = logging.getLogger(__name__)
@@ -39,17 +42,30 @@ def check_run(folder: Path) -> None:
                           "(a run writes it when it ends; an unfinished run can be --resume'd)")
 
 
-def run_row(folder: Path) -> dict[str, Any]:
-    """One run as a flat row: counts, wall time, best sweep score and final test metrics + CIs."""
+def read_run(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A finished run's ``summary.json`` and ``run_options.json`` ({} when the run saved none)."""
     check_run(folder)
     summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
     options_path = folder / OPTIONS_FILE
     options = json.loads(options_path.read_text(encoding="utf-8")) if options_path.is_file() else {}
-    search, scheduler = search_methods(options)
+    return summary, options
+
+
+def settings_of(folder: Path) -> dict[str, Any]:
+    """A run's budget, method and seed (``tuning.results.budgets.run_settings``)."""
+    summary, options = read_run(folder)
+    return run_settings(options, summary)
+
+
+def run_row(folder: Path) -> dict[str, Any]:
+    """One run as a flat row: counts, wall time, best sweep score and final test metrics + CIs."""
+    summary, options = read_run(folder)
+    settings = run_settings(options, summary)
+    search, scheduler = settings["search"], settings["scheduler"]
     metric, mode = summary["selection_metric"], summary["mode"]
     scores = pd.to_numeric(read_trials(folder)[f"best_{metric}"], errors="coerce")
     row: dict[str, Any] = {
-        "name": folder.name, "space": summary["space"], "search": search, "scheduler": scheduler,
+        "name": folder.name, "path": str(folder), "space": summary["space"], "search": search, "scheduler": scheduler,
         "trials": summary["trials"]["total"], "trial_epochs": summary["trials"]["trial_epochs"],
         "wall_time_min": summary["wall_time_s"] / 60, "metric": metric, "mode": mode,
         "best_sweep_val": scores.max() if mode == "max" else scores.min(),
@@ -77,36 +93,85 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def compare_runs(folders: list[Path], out: Path) -> pd.DataFrame:
-    """Write compare.md, compare.csv and compare.png for ``folders`` into ``out``; the table.
+TEST_NOTE = ("Test metrics are shown for information only: val chose every config, epoch, seed "
+             "and threshold, and test must not be used to choose between these runs or search "
+             "methods. Compare methods by the val curves on the same budget, over several seeds.")
+ORDERS = ("given", "val")
+
+
+@dataclass
+class Comparison:
+    """The table (one row per run, in the order shown) and the text of compare.md."""
+
+    table: pd.DataFrame
+    text: str
+
+
+def ordered(table: pd.DataFrame, order: str) -> tuple[pd.DataFrame, str]:
+    """The rows in the given order, or by best sweep val (best first); never by a test metric.
+    Returns the table and a sentence saying which order it is in."""
+    if order not in ORDERS:
+        raise ValueError(f"order {order!r} is not one of {ORDERS}")
+    if order == "given":
+        return table, "Rows are in the order the runs were given."
+    if table["metric"].nunique() > 1 or table["mode"].nunique() > 1:
+        return table, ("Rows are in the order given: the runs select by different metrics, so "
+                       "their val scores do not rank.")
+    best_first = table.sort_values("best_sweep_val", ascending=table["mode"].iloc[0] == "min",
+                                   kind="stable", na_position="last")
+    return best_first.reset_index(drop=True), "Rows are ordered by best sweep val, best first."
+
+
+def anytime_curves(table: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """Per run (labelled ``name (metric)``, or by path when names repeat), its ``best_so_far``
+    curve; and the runs without per-trial histories."""
+    curves, missing = {}, []
+    unique = table["name"].nunique() == len(table)
+    for row in table.itertuples():
+        label = row.name if unique else row.path
+        curve = best_so_far(read_histories(Path(row.path) / "sweep"), metric=row.metric,
+                            mode=row.mode)
+        if curve.empty:
+            missing.append(label)
+        else:
+            curves[f"{label} ({row.metric})"] = curve
+    return curves, missing
+
+
+def compare_runs(folders: list[Path], out: Path, *, order: str = "given") -> Comparison:
+    """Write compare.md, compare.csv and compare.png for ``folders`` into ``out``.
 
     Every folder is checked first, so a bad one stops the comparison before anything is written.
     """
     folders = [Path(f) for f in folders]
     for folder in folders:
         check_run(folder)
-    table = pd.DataFrame([run_row(folder) for folder in folders])
+    table, order_note = ordered(pd.DataFrame([run_row(folder) for folder in folders]), order)
+    names = [folder.name for folder in folders]
+    if len(set(names)) < len(names):
+        names = [str(folder) for folder in folders]
+    settings = [settings_of(folder) for folder in folders]
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "compare.csv", index=False)
-    curves, missing = {}, []
-    for folder, row in zip(folders, table.itertuples()):
-        curve = best_so_far(read_histories(folder / "sweep"), metric=row.metric, mode=row.mode)
-        if curve.empty:
-            missing.append(folder.name)
-        else:
-            curves[f"{folder.name} ({row.metric})"] = curve
-    text = [f"# Comparison of {len(folders)} runs", "", markdown(table)]
+    curves, missing = anytime_curves(table)
+    text = [f"# Comparison of {len(folders)} runs", "", order_note, "", markdown(table)]
+    if any(c.startswith("test/") for c in table):
+        text += [TEST_NOTE, ""]
+    text += ["## Same budget?", "", *footing_notes(names, settings), ""]
     if curves:
         metrics = sorted(set(table["metric"]))
-        plots.plot_best_so_far(curves, out / "compare.png", metric=" / ".join(metrics),
-                               mode=str(table["mode"].iloc[0]),
-                               title="Best val metric so far, per sweep")
-        text += ["![best val metric so far against cumulative trial-epochs](compare.png)", ""]
+        plots.plot_compare(curves, out / "compare.png", metric=" / ".join(metrics),
+                           mode=str(table["mode"].iloc[0]),
+                           title="Anytime curves: best val metric so far, per sweep")
+        text += ["## Anytime curves", "",
+                 "![best val metric so far against cumulative trial-epochs and wall time](compare.png)",
+                 "", "Wall time depends on the machine and on how many trials ran at once; "
+                 "trial-epochs do not.", ""]
     if missing:
         text += [f"No per-trial histories under sweep/ for: {', '.join(missing)} "
                  "(not in the plot).", ""]
     (out / "compare.md").write_text("\n".join(text), encoding="utf-8")
-    return table
+    return Comparison(table, "\n".join(text))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,15 +179,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("runs", nargs="+", type=Path, help="results/<name> folders of finished runs")
     p.add_argument("--out", type=Path,
                    help="where to write compare.md/.csv/.png (default: results/compare-<timestamp>)")
+    p.add_argument("--order", choices=ORDERS, default="given",
+                   help="row order: as given, or by best sweep val (never by test metrics)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     out = args.out or Path("results") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
-        table = compare_runs(args.runs, out)
+        comparison = compare_runs(args.runs, out, order=args.order)
     except NotARun as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(markdown(table))
+    print(comparison.text)
     written = [str(out / n) for n in ("compare.md", "compare.csv", "compare.png") if (out / n).is_file()]
     print("wrote " + ", ".join(written))
     return 0

@@ -56,6 +56,39 @@ def plot_best_so_far(curves: Mapping[str, pd.DataFrame], path: Path, *, metric: 
     return _save(fig, path)
 
 
+def plot_compare(curves: Mapping[str, pd.DataFrame], path: Path, *, metric: str, mode: str,
+                 title: str) -> Path:
+    """Anytime curves of several sweeps, one line each: best val metric so far against cumulative
+    trial-epochs (left) and against wall time since the sweep started, in minutes (right).
+
+    curves: per sweep, ``best_so_far`` output (columns trial_epoch, best, wall_s). Wall time
+    depends on the machine and on trials run at once; trial-epochs do not.
+    """
+    fig = _figure(12.0, 4.6)
+    left, right = fig.subplots(1, 2, sharey=True)
+    untimed = []
+    for i, (label, curve) in enumerate(curves.items()):
+        style = {"where": "post", "color": f"C{i}", "linewidth": 2, "label": label}
+        left.step(curve["trial_epoch"], curve["best"], **style)
+        wall = pd.to_numeric(curve["wall_s"], errors="coerce") / 60
+        if wall.notna().any():
+            right.step(wall, curve["best"], **style)
+        else:
+            untimed.append(label)
+    left.set_xlabel("cumulative trial-epochs (every epoch of every trial, in time order)")
+    right.set_xlabel("wall time since the sweep started (min)")
+    right.set_xlim(left=0)
+    if untimed:
+        right.text(0.02, 0.02, "no timestamps: " + ", ".join(untimed), transform=right.transAxes,
+                   fontsize=8, color="0.4")
+    left.set_ylabel(f"best {metric} so far ({'higher' if mode == 'max' else 'lower'} is better)")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    left.legend(loc="lower right" if mode == "max" else "upper right", fontsize=8)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
 def _category_positions(values: pd.Series, dist: Choice) -> tuple[np.ndarray, list[str]]:
     """x positions (index of the choice) of saved values, and the choices' labels."""
     labels = [choice_label(v) for v in dist.values]

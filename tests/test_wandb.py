@@ -42,15 +42,19 @@ def wandb_records(path: Path):
 
 
 def offline_runs(folder: Path) -> list[dict]:
-    """Each offline run under ``folder``: job type, group, config keys and final summary."""
+    """Each offline run under ``folder``: job type, group, tags, config (key -> JSON value), history
+    rows (key -> JSON value) and final summary."""
     runs = []
     for path in sorted(folder.glob("offline-run-*/run-*.wandb")):
-        run = {"summary": {}, "config": set()}
+        run = {"summary": {}, "config": {}, "history": [], "tags": set()}
         for record in wandb_records(path):
             kind = record.WhichOneof("record_type")
             if kind == "run":
                 run.update(job_type=record.run.job_type, group=record.run.run_group)
-                run["config"] |= {_key(item) for item in record.run.config.update}
+                run["tags"] |= set(record.run.tags)
+                run["config"].update({_key(item): item.value_json for item in record.run.config.update})
+            elif kind == "history":
+                run["history"].append({_key(item): item.value_json for item in record.history.item})
             elif kind == "summary":
                 run["summary"].update({_key(item): item.value_json for item in record.summary.update})
         runs.append(run)
@@ -90,7 +94,7 @@ def test_a_retrain_is_one_offline_run_with_its_test_metrics(tmp_path):
     assert logged == 2 and len(found) == 2
     for run in found:
         assert run["job_type"] == "retrain" and run["group"] == "g"
-        assert {"optim.lr", "data.shape", "train.seed"} <= run["config"]
+        assert {"optim.lr", "data.shape", "train.seed"} <= set(run["config"])
         assert float(run["summary"]["test/auroc"]) == 0.75
         assert float(run["summary"]["best_val/auroc"]) == 0.7
         assert float(run["summary"]["test/auroc_ci_low"]) == 0.6
@@ -142,12 +146,70 @@ def test_trials_are_runs_of_one_writer_with_every_reported_epoch(tmp_path):
     assert len(runs) == 2
     for run in runs:
         assert run["job_type"] == "trial" and run["group"] == "g"
-        assert run["config"] - {"_wandb"} == {"optim.lr"}
+        assert set(run["config"]) - {"_wandb"} == {"optim.lr"}
         assert float(run["summary"]["val/auroc"]) == pytest.approx(0.8)
         assert float(run["summary"]["epoch"]) == 3 and "done" not in run["summary"]
     tags = [set(record.run.tags) for path in tmp_path.glob("wandb/offline-run-*/run-*.wandb")
             for record in wandb_records(path) if record.WhichOneof("record_type") == "run"]
     assert tags and all(tag == {"egfr", "tpe"} for tag in tags)
+
+
+@pytest.mark.parametrize("search,scheduler,expected", [
+    ("tpe", "auto", "scheduler:asha"), ("random", "none", "scheduler:none"),
+    ("wandb-bayes", "auto", "scheduler:wandb-hyperband")])
+def test_sweep_tags_name_the_space_the_search_and_the_scheduler_it_ran(search, scheduler, expected):
+    from tuning.tracking.callbacks import sweep_tags
+
+    tags = sweep_tags("egfr", SweepSettings(search=search, scheduler=scheduler))
+    assert tags == ("space:egfr", f"search:{search}", expected)
+
+
+def test_a_sweep_is_one_group_of_runs_with_searched_params_and_its_metric_per_epoch(tmp_path):
+    """What W&B's parallel-coordinates and parameter-importance panels read: one group, the
+    searched parameters in each run's config, the metric every epoch and, in the summary, the
+    trial's best (not its last) value, also for a trial stopped after a worse epoch."""
+    from tuning.tracking.callbacks import sweep_tags, wandb_callbacks
+
+    tags = sweep_tags("egfr", SweepSettings(search="random"))
+    [callback] = wandb_callbacks(mode="offline", project="p", group="egfr-random-s1",
+                                 job_type="trial", folder=tmp_path, tags=tags,
+                                 metric="val/auroc", metric_mode="max")
+    curves = {"a": [0.6, 0.5, 0.7], "b": [0.8, 0.55]}  # b ends below its best, as ASHA may stop it
+    trials = {key: SimpleNamespace(trial_id=key, config={"optim/lr": lr, "model/dropout": 0.1,
+                                                         "train/max_epochs": 3})
+              for key, lr in (("a", 1e-3), ("b", 1e-4))}
+    callback.setup()
+    for key, trial in trials.items():
+        callback.log_trial_start(trial)
+        for epoch, value in enumerate(curves[key], start=1):
+            callback.log_trial_result(epoch, trial, {"val/auroc": value, "val/loss": 1 - value,
+                                                     "epoch": epoch})
+        callback.log_trial_end(trial)
+    callback.on_experiment_end(list(trials.values()))
+    runs = sorted(offline_runs(tmp_path / "wandb"), key=lambda run: run["config"]["optim.lr"])
+    assert len(runs) == 2 and {run["group"] for run in runs} == {"egfr-random-s1"}
+    assert all(run["tags"] == {"space:egfr", "search:random", "scheduler:asha"} for run in runs)
+    for run, key in zip(runs, ("b", "a")):
+        assert {"optim.lr", "model.dropout", "train.max_epochs"} <= set(run["config"])
+        assert [float(row["val/auroc"]) for row in run["history"]] == curves[key]
+        best = [max(curves[key][:i + 1]) for i in range(len(curves[key]))]
+        assert [float(row["best_val/auroc"]) for row in run["history"]] == best
+        assert float(run["summary"]["best_val/auroc"]) == max(curves[key])
+    assert float(runs[0]["summary"]["val/auroc"]) == 0.55  # the last epoch stays the metric's own
+
+
+def test_a_min_metric_logs_its_lowest_value_so_far(tmp_path):
+    from tuning.tracking.wandb_logging import WandbTrialCallback
+
+    callback = WandbTrialCallback(project="p", group="g", job_type="trial", mode="offline",
+                                  dir=str(tmp_path), metric="val/loss", metric_mode="min")
+    trial = SimpleNamespace(trial_id="t", config={"optim/lr": 1e-3})
+    callback.log_trial_start(trial)
+    for epoch, loss in enumerate([0.7, 0.5, 0.6], start=1):
+        callback.log_trial_result(epoch, trial, {"val/loss": loss, "epoch": epoch})
+    callback.on_experiment_end([trial])
+    [run] = offline_runs(tmp_path / "wandb")
+    assert [float(row["best_val/loss"]) for row in run["history"]] == [0.7, 0.5, 0.5]
 
 
 # --- whole runs ------------------------------------------------------------------------------
@@ -177,6 +239,8 @@ def test_without_a_key_every_trial_and_retrain_is_an_offline_run(ray_local, tiny
     assert {run["group"] for run in runs} == {"nokey"}
     for run in runs:
         assert "optim.lr" in run["config"] and "val/auroc" in run["summary"]
+        assert "best_val/auroc" in run["summary"]
+        assert run["tags"] == {"space:egfr", "search:tpe", "scheduler:asha"}
     assert all("test/auroc" in run["summary"] for run in runs if run["job_type"] == "retrain")
 
 

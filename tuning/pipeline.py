@@ -48,6 +48,7 @@ from tuning.tracking.callbacks import (
     log_wandb_retrains,
     mlflow_callbacks,
     prepare_wandb,
+    sweep_tags,
     wandb_callbacks,
     wandb_mode,
 )
@@ -153,7 +154,8 @@ def run_pipeline(options: RunOptions, *, resume: bool = False,
     def tracking(job_type: str, *, with_wandb: bool = True) -> list:
         return ((wandb_callbacks(mode=mode, project=options.wandb_project, group=options.name,
                                  job_type=job_type, folder=folder,
-                                 tags=(space.name, options.sweep.search)) if with_wandb else [])
+                                 tags=sweep_tags(space.name, options.sweep),
+                                 metric=space.metric, metric_mode=space.mode) if with_wandb else [])
                 + mlflow_callbacks(uri=options.mlflow, experiment=options.name, job_type=job_type))
 
     sweep_grid = run_sweep(space, data, options, callbacks=tracking("trial"), resume=resume)
@@ -202,7 +204,8 @@ def finish(space: SearchSpace, data: PreparedData, retrain_grid: tune.ResultGrid
     outputs.write_json(folder / "summary.json", payload)
     if options.wandb:
         log_wandb_retrains(runs, mode=wandb_mode(), project=options.wandb_project,
-                           group=options.name, folder=folder, metric=space.metric)
+                           group=options.name, folder=folder, metric=space.metric,
+                           tags=sweep_tags(space.name, options.sweep))
     try:  # last: every results file above is already written
         write_report(folder, space=space, test_labels=data.arrays["test/y"], options=shown(options),
                      histories=None if sweep_grid is None else histories_from_grid(sweep_grid))

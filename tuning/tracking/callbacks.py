@@ -4,6 +4,10 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tuning.search.settings import SweepSettings
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +32,21 @@ def prepare_wandb(enabled: bool) -> str:
     return wandb_mode() if enabled else "disabled"
 
 
+def sweep_tags(space: str, settings: SweepSettings) -> tuple[str, ...]:
+    """The W&B tags of every run of a sweep: ``space:egfr``, ``search:tpe``, ``scheduler:asha``
+    (``auto`` resolved against the search), so W&B filters and groups runs by space and method."""
+    from tuning.search.searchers import scheduler_name  # imports Ray: only when a sweep runs
+
+    return (f"space:{space}", f"search:{settings.search}", f"scheduler:{scheduler_name(settings)}")
+
+
 def wandb_callbacks(*, mode: str, project: str, group: str, job_type: str,
-                    folder: Path, tags: tuple[str, ...] = ()) -> list:
+                    folder: Path, tags: tuple[str, ...] = (), metric: str | None = None,
+                    metric_mode: str = "max") -> list:
     """One W&B run per trial, written from the driver by one thread (no process per trial, no key
-    in any Ray runtime env; the data of ASHA-stopped trials kept), or none when W&B is off."""
+    in any Ray runtime env; the data of ASHA-stopped trials kept), or none when W&B is off.
+    ``group`` is the sweep's name (one W&B group per sweep); with ``metric`` each epoch also logs
+    the trial's best so far as ``best_<metric>``."""
     if mode == "disabled":
         return []
     try:
@@ -41,11 +56,11 @@ def wandb_callbacks(*, mode: str, project: str, group: str, job_type: str,
         return []
     folder.mkdir(parents=True, exist_ok=True)
     return [WandbTrialCallback(project=project, group=group, job_type=job_type, mode=mode,
-                               dir=str(folder), tags=tags)]
+                               dir=str(folder), tags=tags, metric=metric, metric_mode=metric_mode)]
 
 
 def log_wandb_retrains(runs: list, *, mode: str, project: str, group: str, folder: Path,
-                       metric: str) -> int:
+                       metric: str, tags: tuple[str, ...] = ()) -> int:
     """One W&B run per retrain (job type ``retrain``) with its test metrics in the summary, logged
     from the driver once the test split has been read; failures are warnings. Returns the count."""
     if mode == "disabled" or not runs:
@@ -55,7 +70,8 @@ def log_wandb_retrains(runs: list, *, mode: str, project: str, group: str, folde
     except ImportError:
         log.warning("wandb is not installed: retrains are not tracked in W&B")
         return 0
-    return log_retrains(runs, mode=mode, project=project, group=group, folder=folder, metric=metric)
+    return log_retrains(runs, mode=mode, project=project, group=group, folder=folder, metric=metric,
+                        tags=tags)
 
 
 def local_mlflow_uri(folder: Path) -> str:

@@ -18,6 +18,8 @@ from typing import Any
 import wandb  # here, so that a missing wandb fails the import that callbacks.py checks
 from ray.tune.logger import LoggerCallback
 
+from core.metrics import SCORE
+
 from tuning.search.wandb_search import plain, wandb_name
 from tuning.tracking.metrics import trial_metrics
 from tuning.tracking.wandb_writer import WandbWriter
@@ -41,17 +43,25 @@ def wandb_config(config: dict[str, Any]) -> dict[str, Any]:
 class WandbTrialCallback(LoggerCallback):
     """One W&B run per trial (W&B id = Tune's trial id), written by one ``WandbWriter`` thread in
     the driver: every reported epoch is logged as it arrives, so trials ASHA stops keep their
-    history. Runs share project, group, job type and tags; each run's config is its trial's
-    config under flat names (``optim.lr``), as W&B's parallel-coordinates panel wants it."""
+    history. Runs share project, group (one per sweep), job type and tags; each run's config is its
+    trial's config under flat names (``optim.lr``), as W&B's parallel-coordinates panel wants it.
+
+    With ``metric`` (the sweep's selection metric, ``mode`` max or min), each epoch also logs
+    ``best_<metric>``, the trial's best so far, so a run's summary holds the value the sweep ranked
+    it by, as a W&B sweep's runs do, whether the trial finished or was stopped early.
+    """
 
     def __init__(self, *, project: str, group: str, job_type: str, mode: str, dir: str,
-                 tags: tuple[str, ...] = ()) -> None:
+                 tags: tuple[str, ...] = (), metric: str | None = None,
+                 metric_mode: str = "max") -> None:
         self.init_kwargs = {"project": project, "group": group, "job_type": job_type,
                             "mode": mode, "dir": dir, "tags": list(tags)}
+        self.metric, self.metric_mode = metric, metric_mode
+        self._best: dict[str, float] = {}  # trial id -> best metric so far
         self._writer: WandbWriter | None = None
 
     def __getstate__(self) -> dict[str, Any]:  # Tune pickles callbacks; a thread does not pickle
-        return {"init_kwargs": self.init_kwargs, "_writer": None}
+        return {**self.__dict__, "_writer": None}
 
     @property
     def writer(self) -> WandbWriter:
@@ -70,9 +80,26 @@ class WandbTrialCallback(LoggerCallback):
         self.writer.start(trial.trial_id, name=str(trial), config=wandb_config(trial.config))
 
     def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
-        self.writer.log(trial.trial_id, trial_metrics(result))
+        metrics = trial_metrics(result)
+        best = self._best_so_far(trial.trial_id, metrics)
+        if best is not None:
+            metrics[f"best_{self.metric}"] = best
+        self.writer.log(trial.trial_id, metrics)
+
+    def _best_so_far(self, trial_id: str, metrics: dict[str, float]) -> float | None:
+        """The trial's best ``metric`` over its reports so far (and the trainable's own
+        best-so-far ``score``, which survives a restore); None before the first value."""
+        if self.metric is None:
+            return None
+        seen = [v for v in (self._best.get(trial_id), metrics.get(self.metric), metrics.get(SCORE))
+                if v is not None]
+        if not seen:
+            return None
+        self._best[trial_id] = max(seen) if self.metric_mode == "max" else min(seen)
+        return self._best[trial_id]
 
     def log_trial_end(self, trial: Any, failed: bool = False) -> None:
+        self._best.pop(trial.trial_id, None)
         self.writer.finish(trial.trial_id)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
@@ -105,7 +132,7 @@ def retrain_summary(run: Any, metric: str) -> dict[str, Any]:
 
 
 def log_retrain(run: Any, *, mode: str, project: str, group: str, folder: Path,
-                metric: str) -> None:
+                metric: str, tags: tuple[str, ...] = ()) -> None:
     """One finished retrain as a W&B run (job type ``retrain``): config, per-epoch history,
     and its test metrics in the summary."""
     history_file = Path(run.checkpoint_dir) / "history.json"
@@ -113,7 +140,7 @@ def log_retrain(run: Any, *, mode: str, project: str, group: str, folder: Path,
     folder.mkdir(parents=True, exist_ok=True)
     wb = wandb.init(project=project, group=group, job_type="retrain",
                     name=f"retrain-r{run.rank}-s{run.seed}",
-                    id=retrain_run_id(group, run.rank, run.seed), resume="allow",
+                    id=retrain_run_id(group, run.rank, run.seed), resume="allow", tags=list(tags),
                     dir=str(folder), mode=mode, config=wandb_config(run.config),
                     settings=wandb.Settings(console="off", silent=True))
     try:
@@ -125,12 +152,13 @@ def log_retrain(run: Any, *, mode: str, project: str, group: str, folder: Path,
 
 
 def log_retrains(runs: list, *, mode: str, project: str, group: str, folder: Path,
-                 metric: str) -> int:
+                 metric: str, tags: tuple[str, ...] = ()) -> int:
     """``log_retrain`` for each retrain; a failure is a warning. Returns how many were logged."""
     logged = 0
     for run in runs:
         try:
-            log_retrain(run, mode=mode, project=project, group=group, folder=folder, metric=metric)
+            log_retrain(run, mode=mode, project=project, group=group, folder=folder, metric=metric,
+                        tags=tags)
             logged += 1
         except Exception as err:  # noqa: BLE001 - tracking must never fail a finished run
             log.warning("W&B: retrain rank %d seed %d was not logged (%s: %s)",

@@ -155,8 +155,7 @@ def search_methods(run_options: Mapping[str, Any]) -> tuple[str, str]:
 
 def to_optuna(dist: Distribution) -> Any:
     """A declarative distribution as Optuna's (tuple-valued choices become text categories)."""
-    from optuna.distributions import (CategoricalDistribution, FloatDistribution,
-                                      IntDistribution)
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     if isinstance(dist, (LogUniform, Uniform)):
         return FloatDistribution(dist.low, dist.high, log=isinstance(dist, LogUniform))

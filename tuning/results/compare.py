@@ -18,10 +18,10 @@ from typing import Any
 
 import pandas as pd
 
+from tuning.config.options import OPTIONS_FILE
 from tuning.results import plots
 from tuning.results.analysis import best_so_far, number, read_histories, read_trials, with_ci
 from tuning.results.budgets import footing_notes, run_settings
-from tuning.config.options import OPTIONS_FILE
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,6 @@ import wandb  # here, so that a missing wandb fails the import that callbacks.py
 from ray.tune.logger import LoggerCallback
 
 from core.metrics import SCORE
-
 from tuning.search.wandb_search import plain, wandb_name
 from tuning.tracking.metrics import trial_metrics
 from tuning.tracking.wandb_writer import WandbWriter

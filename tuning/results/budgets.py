@@ -40,7 +40,8 @@ def run_settings(options: Mapping[str, Any], summary: Mapping[str, Any]) -> dict
     search, scheduler = search_methods({"sweep": sweep}) if sweep else (UNKNOWN, UNKNOWN)
 
     def saved(key: str) -> Any:
-        return sweep.get(key, UNKNOWN) if sweep else UNKNOWN
+        value = sweep.get(key, UNKNOWN) if sweep else UNKNOWN
+        return "none" if value is None else value
 
     overrides = options.get("overrides")
     return {

@@ -17,10 +17,17 @@ import pandas as pd
 from core.intervals import plural
 from core.tasks import get_task
 from search_spaces.types import Choice, Distribution, IntUniform, LogUniform, SearchSpace
-from tuning.results import plots
-from tuning.results.analysis import (Skipped, best_so_far, number, param_importance, read_histories,
-                             read_trials, search_methods)
 from tuning.config.options import RunOptions, load_options
+from tuning.results import plots
+from tuning.results.analysis import (
+    Skipped,
+    best_so_far,
+    number,
+    param_importance,
+    read_histories,
+    read_trials,
+    search_methods,
+)
 from tuning.search.retrain import retrain_seeds
 
 log = logging.getLogger(__name__)

@@ -120,10 +120,10 @@ class FirstBatches(pl.Callback):
     """Keeps the first training batches and whether the datamodule held its arrays resident."""
 
     def __init__(self, count=3):
-        self.count, self.batches, self.resident = count, [], None
+        self.count, self.batches, self.resident, self.data = count, [], None, None
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
-        self.resident = bool(trainer.datamodule.resident)
+        self.resident, self.data = bool(trainer.datamodule.resident), trainer.datamodule
         if len(self.batches) < self.count:
             self.batches.append((batch[0].clone(), batch[1].clone()))
 
@@ -138,6 +138,7 @@ def test_a_run_on_resident_arrays_trains_as_the_host_path_does(monkeypatch):
     resident = FirstBatches()
     on_device = train(cfg, data, metric="val/auroc", mode="max", callbacks=[resident])
     assert (host.resident, resident.resident) == (False, True)
+    assert resident.data.resident == {}  # the device copies were freed when the fit ended
     for (hx, hy), (dx, dy) in zip(host.batches, resident.batches, strict=True):
         assert torch.equal(hx, dx) and torch.equal(hy, dy)
     keys = ("train/loss", "val/loss", "val/auroc")

@@ -82,6 +82,10 @@ class ArrayDataModule(pl.LightningDataModule):
                           persistent_workers=workers > 0, collate_fn=keep_batch if resident else None,
                           drop_last=train and len(dataset) > self.batch_size, generator=generator)
 
+    def teardown(self, stage: str) -> None:
+        """After a fit, free the device copies at once; a later loader reads the host arrays."""
+        self.resident = {}
+
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)
 

@@ -1,4 +1,4 @@
-"""python benchmarks/gpu_trials.py [--arrays DIR] [--epochs 3] [--trials 1] [--out DIR] [--dry-run]
+"""python -m benchmarks.gpu_trials [--arrays DIR] [--epochs 3] [--trials 1] [--out DIR] [--dry-run]
 
 EGFR trials per hour on one GPU with 1, 2 and 4 trials sharing it (what ``--gpus-per-trial``
 1, 0.5 and 0.25 do: Ray places that many trial processes on the card), in fp32 and bf16 mixed
@@ -25,7 +25,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -191,8 +191,8 @@ class Workers:
         self.tasks = [ctx.Queue() for _ in range(count)]
         self.results = ctx.Queue()
         threads = max(1, (mp.cpu_count() or 4) // count)
-        self.procs = [ctx.Process(target=worker, args=(r, self.tasks[r], self.results, inputs, threads),
-                                  daemon=True) for r in range(count)]
+        self.procs = [ctx.Process(target=worker, args=(r, self.tasks[r], self.results, inputs, threads))
+                      for r in range(count)]  # not daemons: their data loaders start processes
         for p in self.procs:
             p.start()
         for _ in self.procs:
@@ -219,12 +219,14 @@ class Workers:
             self.tasks[r].put((index, kwargs))
         return [self._get(timeout=CELL_TIMEOUT_S) for _ in range(k)]
 
-    def close(self) -> None:
+    def close(self, *, grace_s: float = 20.0) -> None:
+        """Ask every process to stop; any still running after ``grace_s`` in all is terminated."""
         for p, q in zip(self.procs, getattr(self, "tasks", [])):
             if p.is_alive():
                 q.put(None)
+        deadline = time.monotonic() + grace_s
         for p in self.procs:
-            p.join(timeout=20)
+            p.join(timeout=max(0.1, deadline - time.monotonic()))
             if p.is_alive():
                 p.terminate()
 
@@ -234,8 +236,9 @@ COLUMNS = ["input", "trials_per_gpu", "precision", "feed", "loader_workers", "re
            "peak_mib_per_trial", "mib_held_after"]
 
 
-def write_table(rows: list[dict[str, Any]], out: Path, header: str) -> None:
-    """``out``/gpu_trials.md (a header line and a markdown table) and ``out``/gpu_trials.csv."""
+def write_table(rows: list[dict[str, Any]], out: Path, header: str, skipped: Sequence[str] = ()) -> None:
+    """``out``/gpu_trials.md (a header line, a markdown table, the cells not run) and
+    ``out``/gpu_trials.csv (the table)."""
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "gpu_trials.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
@@ -243,6 +246,8 @@ def write_table(rows: list[dict[str, Any]], out: Path, header: str) -> None:
         writer.writerows(rows)
     lines = [header, "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(str(row[c]) for c in COLUMNS) + " |" for row in rows]
+    if skipped:
+        lines += ["", "Not run: " + "; ".join(skipped)]
     (out / "gpu_trials.md").write_text("\n".join(lines) + "\n")
 
 
@@ -268,15 +273,17 @@ def cells(opts: argparse.Namespace, inputs: list[Input]) -> list[tuple[int, int,
 def measure(opts: argparse.Namespace, inputs: list[Input], header: str, start: float) -> list[dict]:
     """Runs every cell that fits the time limit, printing and rewriting the table after each."""
     rows: list[dict[str, Any]] = []
+    skipped: list[str] = []
     walls: dict[tuple[int, int], float] = {}
     pool = Workers(max(opts.per_gpu), inputs, inline=opts.dry_run)
     print(f"workers ready after {time.monotonic() - start:.0f} s", flush=True)
     try:
         for index, k, precision, feed, loaders in cells(opts, inputs):
+            name = f"{inputs[index].label} x{k} {precision} {feed}/{loaders} workers"
             expected = walls.get((index, k), max(walls.values(), default=0.0))
             if time.monotonic() - start + expected > opts.time_limit:
-                print(f"  skipped (time limit): {inputs[index].label} k={k} {precision} {feed}/{loaders}",
-                      flush=True)
+                skipped.append(f"{name} (time limit)")
+                print(f"  skipped: {skipped[-1]}", flush=True)
                 continue
             kwargs = dict(precision=precision, epochs=opts.epochs, trials=opts.trials, feed=feed,
                           loaders=loaders, share=1.0 / k)
@@ -285,17 +292,19 @@ def measure(opts: argparse.Namespace, inputs: list[Input], header: str, start: f
                 try:
                     done = pool.run(k, index, kwargs)
                 except queue.Empty:
-                    print(f"  TIMEOUT after {CELL_TIMEOUT_S} s: {inputs[index].label} k={k} "
-                          f"{precision} {feed}/{loaders}; stopping", flush=True)
+                    skipped.append(f"{name} (no result after {CELL_TIMEOUT_S} s; the run stopped there)")
+                    print(f"  TIMEOUT: {skipped[-1]}", flush=True)
+                    write_table(rows, opts.out, header, skipped)
                     break
                 wall = time.perf_counter() - t0
             walls[(index, k)] = max(walls.get((index, k), 0.0), wall)
             rows.append(cell_row(inputs[index], k, precision, feed, loaders, done, wall,
                                  util.summary(), opts.trials))
-            write_table(rows, opts.out, header)
+            write_table(rows, opts.out, header, skipped)
             print("  " + " | ".join(str(v) for v in rows[-1].values()), flush=True)
     finally:
         pool.close()
+    write_table(rows, opts.out, header, skipped)
     return rows
 
 
@@ -306,7 +315,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=1, help="trials per process per cell")
     parser.add_argument("--per-gpu", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--real-shape", type=int, nargs=3, default=[64, 128, 128])
-    parser.add_argument("--time-limit", type=float, default=270.0,
+    parser.add_argument("--time-limit", type=float, default=260.0,
                         help="seconds from the start after which no new cell starts")
     parser.add_argument("--out", type=Path, default=Path("/tmp/medtune-gpu-trials"))
     parser.add_argument("--dry-run", action="store_true",
@@ -334,7 +343,6 @@ def main() -> None:
 
     with quiet_trial():  # the inline (dry) run's trials; spawned workers quiet themselves
         rows = measure(opts, inputs, header, start)
-    write_table(rows, opts.out, header)
     print(f"{len(rows)} cells in {time.monotonic() - start:.0f} s; table: {opts.out / 'gpu_trials.md'} "
           f"and .csv", flush=True)
 

@@ -109,6 +109,8 @@ def test_resident_loaders_use_no_workers_or_pinning_and_test_stays_on_the_host()
         assert (loader.num_workers, loader.pin_memory, loader.persistent_workers) == (0, False, False)
     test = data.test_dataloader()
     assert (test.num_workers, test.pin_memory, test.persistent_workers) == (2, True, True)
+    # forked, so workers share the arrays, also inside a spawned process (benchmarks/gpu_trials.py)
+    assert test.multiprocessing_context.get_start_method() == "fork"
 
 
 def test_an_augmented_run_is_refused_the_device():

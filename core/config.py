@@ -70,6 +70,10 @@ class TrainConfig:
     seed: int = 42
     precision: str = "auto"  # "auto": bf16-mixed on a GPU that supports it, else 32-true
     num_workers: int = 0
+    # On a GPU, train+val arrays are copied there once when they fit this fraction of its free
+    # memory times device_share; 0: never (host path: pinned memory, loader workers).
+    device_data_fraction: float = 0.25
+    device_share: float = 1.0  # the part of the GPU this run holds (a trial: its --gpus-per-trial)
 
 
 _GROUPS = {

@@ -21,6 +21,7 @@ from core.config import TrialConfig
 from core.crossval import FoldsDataModule, FoldsModule, fold_arrays
 from core.data.augment import augment_for
 from core.data.datamodule import ArrayDataModule
+from core.data.resident import data_device
 from core.data.sampling import sampler_for
 from core.losses import build_loss, class_weights
 from core.metrics import VAL_LOSS
@@ -128,13 +129,16 @@ def build_run(cfg: TrialConfig, arrays: Mapping[str, np.ndarray]
 
 
 def build_datamodule(cfg: TrialConfig, arrays: Mapping[str, np.ndarray]) -> ArrayDataModule:
-    """The loaders ``cfg`` trains on: its batch size, workers, sampler and augmentation."""
+    """The loaders ``cfg`` trains on: its batch size, workers, sampler and augmentation; on a GPU,
+    train and val on the device when they fit its budget (``core.data.resident``)."""
+    augment = augment_for(cfg.data, sample_shape=arrays["train/x"].shape[1:],
+                          label_shape=arrays["train/y"].shape[1:])
+    device = data_device(arrays, fraction=cfg.train.device_data_fraction,
+                         share=cfg.train.device_share, augment=augment is not None)
     return ArrayDataModule(arrays, batch_size=cfg.train.batch_size,
                            num_workers=cfg.train.num_workers,
                            pin_memory=torch.cuda.is_available(), seed=cfg.train.seed,
-                           augment=augment_for(cfg.data, sample_shape=arrays["train/x"].shape[1:],
-                                               label_shape=arrays["train/y"].shape[1:]),
-                           sampler_factory=sampler_for(cfg.data))
+                           augment=augment, sampler_factory=sampler_for(cfg.data), device=device)
 
 
 def epoch_logger(log_dir: str | Path | None) -> Logger | bool:

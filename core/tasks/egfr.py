@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from core.config import DataConfig
-from core.data.cache import dataset_fingerprint
+from core.data.cache import dataset_fingerprint, hash_settings
 from core.data.phantoms.egfr import egfr_phantom
 from core.data.prepared import DataOptions
 from core.data.resample import fit_step, sample_box
@@ -32,6 +32,7 @@ UNKNOWN_LABELS = frozenset({"unknown", "not collected", "na", "n/a", "nan", "", 
                             "not tested", "not assessed", "pending"})
 ORIENTATION = "LPS"  # every case is reoriented so array axes share one sense before cropping
 PREPROCESS_VERSION = 1  # bump when preprocess_case changes, to invalidate old caches
+SLICE_HEAD_BYTES, SLICE_TAIL_BYTES = 1 << 16, 1 << 12  # what the fingerprint reads of a DICOM slice
 
 
 def _labels_csv(root: Path, labels_csv: Path | None) -> Path:
@@ -273,10 +274,22 @@ def read_manifest(root: Path, options: DataOptions) -> pd.DataFrame:
 
 
 def fingerprint(root: Path, selected: pd.DataFrame, options: DataOptions) -> str:
-    """Content of the labels CSV and of every volume and mask file."""
-    volumes = (*selected["image"], *selected["mask"].dropna())
+    """Content of the labels CSV and of every volume and mask file.
+
+    A DICOM series' slices count by name, size, first 64 KiB and last 4 KiB each: the header
+    (geometry, rescale, UIDs) and the first and last rows of pixels. Read whole, a 512x512 slice
+    (0.5 MiB) made the driver read every series before any work was handed out. Not mtimes: a copy
+    of the data elsewhere must keep its key, or ``--resume`` on it would refuse it.
+    """
+    volumes = [Path(path) for path in (*selected["image"], *selected["mask"].dropna())]
     csv_path = _labels_csv(root, options.labels_csv)
-    return dataset_fingerprint([csv_path, *(f for path in volumes for f in volume_files(Path(path)))])
+    whole = dataset_fingerprint([csv_path, *(f for path in volumes if not path.is_dir()
+                                             for f in volume_files(path))])
+    slices = [f for path in volumes if path.is_dir() for f in volume_files(path)]
+    if not slices:
+        return whole  # no DICOM series: the same key as before slices were sampled
+    return hash_settings({"files": whole, "dicom slices": dataset_fingerprint(
+        slices, chunk_bytes=SLICE_HEAD_BYTES, tail_bytes=SLICE_TAIL_BYTES)})
 
 
 def cache_settings(cfg: DataConfig, options: DataOptions, seed: int) -> dict[str, Any]:

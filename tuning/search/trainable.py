@@ -17,6 +17,7 @@ import torch
 from ray import tune
 
 from core.config import TrialConfig
+from core.data.resident import loader_workers
 from core.evaluate import predict
 from core.metrics import SCORE
 from core.train import BestWeights, train
@@ -85,18 +86,28 @@ def trial_resources(threads: int) -> Iterator[None]:
             torch.cuda.empty_cache()
 
 
-def trial_config(config: dict[str, Any], *, threads: int) -> TrialConfig:
+def assigned_gpus() -> float:
+    """The GPUs Ray gave this trial (0.25 under ``--gpus-per-trial 0.25``); 0 outside Ray."""
+    if not ray.is_initialized():
+        return 0.0
+    return float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0))
+
+
+def trial_config(config: dict[str, Any], *, threads: int, gpus: float = 0.0) -> TrialConfig:
     """The typed config of a trial, with data-loader workers sized from its CPUs (one kept
-    for the training loop itself)."""
+    for the training loop itself) and its share of a GPU (``gpus``, when under one) for the
+    device-resident data budget."""
     cfg = TrialConfig.from_dict(flatten(config))
-    workers = max(cfg.train.num_workers, min(4, int(threads) - 1))
-    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, num_workers=workers))
+    workers = max(cfg.train.num_workers, loader_workers(threads))
+    share = min(1.0, gpus) if gpus > 0 else cfg.train.device_share
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, num_workers=workers,
+                                                              device_share=share))
 
 
 def sweep_trial(config: dict[str, Any], *, data: Mapping[str, np.ndarray], metric: str,
                 mode: str, threads: int = 1) -> None:
     """One sweep trial: train the config, reporting and checkpointing every epoch."""
-    cfg = trial_config(config, threads=threads)
+    cfg = trial_config(config, threads=threads, gpus=assigned_gpus())
     with trial_resources(threads), resume_path() as ckpt_path:
         train(cfg, data, metric=metric, mode=mode, callbacks=[TuneReporter()],
               ckpt_path=ckpt_path, log_dir=trial_log_dir())
@@ -109,7 +120,7 @@ def retrain_trial(config: dict[str, Any], *, data: Mapping[str, np.ndarray], met
     The final report's checkpoint holds the weights and both splits' probabilities; the
     driver picks the threshold on val and computes test metrics from them.
     """
-    cfg = trial_config(config, threads=threads)
+    cfg = trial_config(config, threads=threads, gpus=assigned_gpus())
     with trial_resources(threads):
         result = train(cfg, data, metric=metric, mode=mode,
                        callbacks=[TuneReporter(save_checkpoints=False)], log_dir=trial_log_dir())

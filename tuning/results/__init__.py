@@ -1,0 +1,1 @@
+"""What a finished run leaves: trials table, results files, report, plots, comparisons."""

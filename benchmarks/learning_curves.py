@@ -1,9 +1,11 @@
-"""python benchmarks/learning_curves.py --space egfr [--configs 40] [--difficulty hard] [--out CSV]
+"""python benchmarks/learning_curves.py --space egfr [--configs 40] [--difficulty hard] [--out CSV] [--shard 0/2]
 
 Per-epoch learning curves of a space's seed defaults and of seeded random configs drawn from its
 search space, each trained to the space's full epoch budget (its own early stopping included),
 on the phantom of the given difficulty. Writes one row per config and epoch (params, val metric,
 val loss, seconds) to ``--out``, appending, so an interrupted run continues where it stopped.
+``--shard K/N`` trains only configs i with i % N == K, so N processes (one torch thread each)
+can fill one CSV together; each appends a finished config under a file lock.
 
 Prints the phantom's difficulty: the defaults' best val metric against the spread of random
 configs (min, quartiles, max). The table is also the input of the search-method surrogate.
@@ -11,8 +13,11 @@ configs (min, quartiles, max). The table is also the input of the search-method 
 from __future__ import annotations
 
 import argparse
+import fcntl
+import logging
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +26,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytorch_lightning as pl  # noqa: E402
+import torch  # noqa: E402
 
 from core.config import TrialConfig  # noqa: E402
 from core.data.prepared import DataOptions  # noqa: E402
@@ -29,6 +35,9 @@ from core.tasks import get_task, prepare  # noqa: E402
 from core.train import train  # noqa: E402
 from search_spaces import get_space  # noqa: E402
 from search_spaces.types import Choice, IntUniform, LogUniform, SearchSpace  # noqa: E402
+
+QUIET_LOGGERS = ("pytorch_lightning.utilities.rank_zero", "pytorch_lightning.accelerators.cuda",
+                 "lightning.pytorch.utilities.rank_zero", "lightning_fabric.utilities.seed")
 
 
 class EpochClock(pl.Callback):
@@ -76,6 +85,15 @@ def curve(space: SearchSpace, params: dict[str, Any], arrays: dict, overrides: d
                          "val_loss": history[VAL_LOSS], "seconds": clock.seconds[:len(history)]})
 
 
+def append(rows: pd.DataFrame, out: Path) -> None:
+    """Append one config's rows to ``out`` under an exclusive lock (header only into a new file)."""
+    with open(out, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        rows.to_csv(handle, header=handle.seek(0, os.SEEK_END) == 0, index=False)
+        handle.flush()
+        fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def summary(table: pd.DataFrame) -> pd.Series:
     """Best val metric per config, the defaults first."""
     return table.groupby("config")["metric"].max()
@@ -92,7 +110,15 @@ def main() -> None:
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="fixed config overrides, e.g. data/shape=[64,64]")
     p.add_argument("--out", type=Path)
+    p.add_argument("--shard", default="0/1", metavar="K/N", help="train only configs i %% N == K")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
     opts = p.parse_args()
+    shard, shards = (int(v) for v in opts.shard.split("/"))
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    for name in QUIET_LOGGERS:  # Lightning's tips and device banners, once per config
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
     space = get_space(opts.space)
     overrides: dict[str, Any] = {k: __import__("yaml").safe_load(v)
                                  for k, v in (item.split("=", 1) for item in opts.set)}
@@ -106,13 +132,13 @@ def main() -> None:
     arrays = data.without_test().arrays
     done = set(pd.read_csv(out)["config"]) if out.is_file() else set()
     for i, params in enumerate(configs(space, opts.configs, opts.seed)):
-        if i in done:
+        if i in done or i % shards != shard:
             continue
         rows = curve(space, params, arrays, overrides, opts.train_seed)
         rows = rows.assign(config=i, kind="defaults" if i == 0 else "random",
                            **{f"param/{k}": str(v) if isinstance(v, (tuple, list)) else v
                               for k, v in params.items()})
-        rows.to_csv(out, mode="a", header=not out.is_file(), index=False)
+        append(rows, out)
         print(f"config {i:3d}: best {space.metric} {rows['metric'].max():.4f} after "
               f"{len(rows)} epochs, {rows['seconds'].sum():.0f} s  {params}", flush=True)
     best = summary(pd.read_csv(out))

@@ -47,7 +47,10 @@ def _shutdown_ray_at_exit():
 
 @pytest.fixture(scope="session")
 def tiny_egfr(tmp_path_factory):
-    """A small EGFR phantom (40 cases) in the real on-disk format: NIfTI + clinical CSV + masks."""
+    """A small EGFR phantom (40 cases) in the real on-disk format: NIfTI + clinical CSV + masks.
+
+    The easy variant: tests that train on it need a signal that a few epochs can learn.
+    """
     from core.data.phantoms.egfr import egfr_phantom
 
-    return egfr_phantom(tmp_path_factory.mktemp("phantoms"), n_cases=40, seed=3)
+    return egfr_phantom(tmp_path_factory.mktemp("phantoms"), n_cases=40, seed=3, difficulty="easy")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import shutil
 from pathlib import Path
@@ -331,3 +332,42 @@ def test_a_mask_off_its_image_grid_is_refused(tmp_path):
     write_volume(mask, shifted, tmp_path / "mask.nii.gz")
     with pytest.raises(DataError, match="mask.nii.gz is not on its image's voxel grid.*resample the mask"):
         load_case(tmp_path / "case.nii.gz", DataConfig(shape=(8, 8, 8)), mask_path=tmp_path / "mask.nii.gz")
+
+
+def _tumour_stats(folder: Path) -> pd.DataFrame:
+    """Per labelled case: mutant (bool), mean HU inside the tumour mask, share of it below -200 HU."""
+    table = pd.read_csv(folder / "clinical.csv")
+    rows = []
+    for case, status in zip(table["Case ID"], table["EGFR mutation status"]):
+        if status in ("Mutant", "Wildtype"):
+            image, _ = read_volume(folder / f"{case}.nii.gz")
+            mask, _ = read_volume(folder / "masks" / f"{case}.nii.gz")
+            inside = image[mask > 0]
+            rows.append((status == "Mutant", inside.mean(), (inside < -200).mean()))
+    return pd.DataFrame(rows, columns=["mutant", "mean_hu", "glass"])
+
+
+def test_hard_and_easy_differ_and_easy_keeps_its_arrays(tmp_path):
+    easy = egfr_phantom(tmp_path, n_cases=20, seed=3, difficulty="easy")
+    hard = egfr_phantom(tmp_path, n_cases=20, seed=3, difficulty="hard")
+    assert easy.name == "egfr-v1-easy-n20-s3" and hard.name.startswith("egfr-v2-hard-n20-s3")
+    pd.testing.assert_frame_equal(pd.read_csv(easy / "clinical.csv"), pd.read_csv(hard / "clinical.csv"))
+    image, geometry = read_volume(easy / "R01-001.nii.gz")
+    mask, _ = read_volume(easy / "masks" / "R01-001.nii.gz")
+    # The easy case R01-001 of seed 3 as the phantom has always written it (float32 as read back).
+    digest = hashlib.sha256(np.ascontiguousarray(image).tobytes() + np.ascontiguousarray(mask).tobytes())
+    assert digest.hexdigest() == "4e1113011c106fc4dc289ea18bf0a34ec8643e534f36eeb662d7428808429823"
+    hard_image, _ = read_volume(hard / "R01-001.nii.gz")
+    assert hard_image.shape == image.shape == (48, 64, 64) and geometry.spacing[0] < geometry.spacing[2]
+    assert not np.array_equal(hard_image, image)
+
+
+def test_the_hard_tumour_contrast_is_subtler_than_the_easy_one(tmp_path):
+    easy = _tumour_stats(egfr_phantom(tmp_path, n_cases=60, seed=1, difficulty="easy"))
+    hard = _tumour_stats(egfr_phantom(tmp_path, n_cases=60, seed=1, difficulty="hard"))
+    gap = {name: t.groupby("mutant")["mean_hu"].mean().diff().abs().iloc[-1] for name, t in
+           (("easy", easy), ("hard", hard))}
+    assert gap["easy"] > 450 and gap["hard"] < 0.8 * gap["easy"]  # HU between the class means
+    # Easy wild-type tumours are solid throughout; hard ones are part-solid like the mutants.
+    assert easy.loc[~easy["mutant"], "glass"].max() == 0.0
+    assert hard.loc[~hard["mutant"], "glass"].median() > 0.05

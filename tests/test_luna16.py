@@ -287,11 +287,16 @@ def _content(folder: Path) -> str:
 EASY_CONTENT = "8441926d1c7313ddfc4849972536eebe7fbab3e1f882be84e59b0ef7a83bb9ab"
 
 
-def test_easy_phantom_is_unchanged_and_hard_differs(tmp_path):
-    easy = luna16_phantom(tmp_path, n_series=6, seed=1, difficulty="easy")
-    hard = luna16_phantom(tmp_path, n_series=6, seed=1, difficulty="hard")
+@pytest.fixture(scope="module")
+def hard_phantom(tmp_path_factory) -> Path:
+    """The hard phantom of 6 series (seed 1), generated once for this module's tests."""
+    return luna16_phantom(tmp_path_factory.mktemp("hard"), n_series=6, seed=1, difficulty="hard")
+
+
+def test_easy_phantom_is_unchanged_and_hard_differs(tmp_path, hard_phantom):
+    easy, hard = luna16_phantom(tmp_path, n_series=6, seed=1, difficulty="easy"), hard_phantom
     assert _content(easy) == EASY_CONTENT
-    assert easy != hard and _content(hard) != EASY_CONTENT
+    assert easy.name.replace("easy", "hard") == hard.name and _content(hard) != EASY_CONTENT
     assert not (easy / "annotations_excluded.csv").exists()
     names = lambda folder: sorted(p.relative_to(folder).parts[0] for p in folder.iterdir())  # noqa: E731
     assert names(hard) == sorted([*names(easy), "annotations_excluded.csv"])
@@ -304,9 +309,9 @@ def test_easy_phantom_is_unchanged_and_hard_differs(tmp_path):
     assert annotated.between(3.0, 10.0).all() and annotated.median() < 6.5  # small, as in LUNA16
 
 
-def test_hard_phantom_positives_are_off_centre_and_negatives_look_alike(tmp_path):
+def test_hard_phantom_positives_are_off_centre_and_negatives_look_alike(hard_phantom):
     """Hard candidates: positives off the nodule's centre, negatives on bright look-alikes."""
-    folder = luna16_phantom(tmp_path, n_series=6, seed=1, difficulty="hard")
+    folder = hard_phantom
     manifest = read_luna16_manifest(folder)
     notes = pd.read_csv(folder / "annotations.csv", dtype={"seriesuid": str})
     positives = manifest[manifest["label"] == 1]

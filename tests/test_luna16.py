@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 import json
 import logging
@@ -221,6 +222,20 @@ def test_luna3d_adapts_to_inputs_smaller_than_its_pooling(kernel, pool):
     assert net(torch.rand(2, 1, 3, 5, 5)).shape == (2, 2)
 
 
+def test_luna3d_channels_last_gives_the_default_layouts_outputs():
+    torch.manual_seed(0)
+    cfg = ModelConfig(name="luna3d", channels=(4, 8), kernel_size=3, pool_size=2)
+    net = build_model(cfg, spatial_shape=(8, 12, 12), in_channels=1, out_channels=2).eval()
+    conv = net.body[0].layers[2].weight  # 4 -> 4 channels: the layouts differ
+    assert conv.is_contiguous(memory_format=torch.channels_last_3d) and not conv.is_contiguous()
+    x = torch.rand(3, 1, 8, 12, 12)
+    fast = net(x)
+    plain = build_model(cfg, spatial_shape=(8, 12, 12), in_channels=1, out_channels=2).use_channels_last(False)
+    plain.load_state_dict(net.state_dict())
+    assert plain.eval().body[0].layers[2].weight.is_contiguous()
+    torch.testing.assert_close(plain(x), fast, rtol=1e-4, atol=1e-5)
+
+
 def test_luna3d_seed_head_matches_the_seed_flattened_size():
     net = build_model(ModelConfig(name="luna3d", channels=(8, 16, 32, 64), kernel_size=3, pool_size=2),
                       spatial_shape=(32, 48, 48), in_channels=1, out_channels=2)
@@ -230,7 +245,7 @@ def test_luna3d_seed_head_matches_the_seed_flattened_size():
 def test_prepare_tiny_phantom_shapes_pool_and_cache_hit(tmp_path, monkeypatch, caplog):
     task = dataclasses.replace(TASK, phantom=lambda cache_dir, **kw: luna16_phantom(cache_dir, n_series=8, **kw))
     data_cfg = DataConfig(task="luna16", shape=(8, 16, 16), negative_pool_ratio=3.0)
-    options = DataOptions(cache_dir=tmp_path)
+    options = DataOptions(cache_dir=tmp_path, phantom_difficulty="easy")  # a plain blob at the centre
     with caplog.at_level(logging.INFO):
         first = prepare(task, data_cfg, options, seed=42)
         assert "cache miss" in caplog.text and "candidates_V2.csv" in caplog.text
@@ -256,6 +271,59 @@ def test_prepare_tiny_phantom_shapes_pool_and_cache_hit(tmp_path, monkeypatch, c
     assert centre[labels == 1].mean() > centre[labels == 0].mean() + 0.2  # nodules sit at the centre
     other = prepare(task, DataConfig(task="luna16", shape=(8, 12, 12)), options, seed=42)
     assert other.info["cache_key"] != first.info["cache_key"]
+
+
+def _content(folder: Path) -> str:
+    """sha256 of the phantom's volumes, headers and CSVs (names and bytes)."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.suffix in (".csv", ".raw", ".mhd"):
+            digest.update(path.relative_to(folder).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+# The easy phantom (n_series=6, seed=1) as it was written before the hard one existed.
+EASY_CONTENT = "8441926d1c7313ddfc4849972536eebe7fbab3e1f882be84e59b0ef7a83bb9ab"
+
+
+@pytest.fixture(scope="module")
+def hard_phantom(tmp_path_factory) -> Path:
+    """The hard phantom of 6 series (seed 1), generated once for this module's tests."""
+    return luna16_phantom(tmp_path_factory.mktemp("hard"), n_series=6, seed=1, difficulty="hard")
+
+
+def test_easy_phantom_is_unchanged_and_hard_differs(tmp_path, hard_phantom):
+    easy, hard = luna16_phantom(tmp_path, n_series=6, seed=1, difficulty="easy"), hard_phantom
+    assert _content(easy) == EASY_CONTENT
+    assert easy.name.replace("easy", "hard") == hard.name and _content(hard) != EASY_CONTENT
+    assert not (easy / "annotations_excluded.csv").exists()
+    names = lambda folder: sorted(p.relative_to(folder).parts[0] for p in folder.iterdir())  # noqa: E731
+    assert names(hard) == sorted([*names(easy), "annotations_excluded.csv"])
+    for folder in (easy, hard):  # the same reader takes both
+        manifest = read_luna16_manifest(folder)
+        assert manifest["group"].nunique() == 6 and set(manifest["label"]) == {0, 1}
+    excluded = pd.read_csv(hard / "annotations_excluded.csv")
+    assert list(excluded.columns) == [*COLUMNS, "diameter_mm"]
+    annotated = pd.read_csv(hard / "annotations.csv")["diameter_mm"]
+    assert annotated.between(3.0, 10.0).all() and annotated.median() < 6.5  # small, as in LUNA16
+
+
+def test_hard_phantom_positives_are_off_centre_and_negatives_look_alike(hard_phantom):
+    """Hard candidates: positives off the nodule's centre, negatives on bright look-alikes."""
+    folder = hard_phantom
+    manifest = read_luna16_manifest(folder)
+    notes = pd.read_csv(folder / "annotations.csv", dtype={"seriesuid": str})
+    positives = manifest[manifest["label"] == 1]
+    gaps = [np.linalg.norm(notes.loc[notes["seriesuid"] == row.group, COLUMNS[1:]].to_numpy()
+                           - row[COLUMNS[1:]].to_numpy(float), axis=1).min() for _, row in positives.iterrows()]
+    assert np.max(gaps) > 0.5 and np.all(np.array(gaps) <= positives["diameter_mm"] / 2)
+    centre_hu = []
+    for image, rows in manifest[manifest["label"] == 0].groupby("image"):
+        volume, _ = read_volume(Path(image))
+        index = np.rint(rows[["center_z", "center_y", "center_x"]].to_numpy()).astype(int)
+        centre_hu += list(volume[tuple(index.T)])
+    assert np.mean(np.array(centre_hu) > -400) > 0.3  # many negatives sit on something bright
 
 
 def test_phantom_layout_and_reuse(tmp_path):

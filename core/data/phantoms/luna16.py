@@ -1,6 +1,6 @@
 """A synthetic LUNA16 dataset in the real layout: subset*/<seriesuid>.mhd + .raw and the CSVs.
 
-Each series is a 64x96x96 (z, y, x) int16 HU chest patch: a soft-tissue wall around air-filled
+Each easy series is a 64x96x96 (z, y, x) int16 HU chest patch: a soft-tissue wall around air-filled
 lung, thin straight vessels (radius 0.5-1 mm, partial-volumed to -550..-250 HU), and in most
 series 1-3 solid spherical nodules (diameter 3-10 mm, 0..150 HU). The learnable signal is a dense
 compact blob at the centre: negatives sit on vessels, in plain lung, or near the volume's border.
@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from core.data.phantoms import check_difficulty
+from core.data.phantoms.luna16_hard import hard_series
 from core.data.phantoms.staging import MARKER, generate_once
 from core.imageio import Geometry, voxel_to_world, write_volume
 
@@ -116,10 +117,15 @@ def _world(points_mm: list[np.ndarray], spacing_zyx: np.ndarray, geometry: Geome
     return voxel_to_world(np.asarray(points_mm) / spacing_zyx, geometry)
 
 
+def _counts(rng: np.random.Generator, n_series: int) -> np.ndarray:
+    """Nodules per series: a quarter (at least 3) without any, as LUNA16 has, the rest 1-3."""
+    n_clear = max(3, round(0.25 * n_series))
+    return rng.permutation([0] * n_clear + list(rng.integers(1, 4, size=n_series - n_clear)))
+
+
 def _generate(folder: Path, n_series: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
-    n_clear = max(3, round(0.25 * n_series))  # series without a nodule, as LUNA16 has
-    counts = rng.permutation([0] * n_clear + list(rng.integers(1, 4, size=n_series - n_clear)))
+    counts = _counts(rng, n_series)
     annotations, candidates = [], []
     for i, n_nodules in enumerate(counts):
         series_rng = np.random.default_rng([seed, i])
@@ -133,11 +139,49 @@ def _generate(folder: Path, n_series: int, seed: int) -> None:
             for _ in range(1 + (series_rng.uniform() < 0.25)):  # V2 lists some nodules twice
                 candidates.append((uid, *(centre + series_rng.normal(0, 0.4, 3)), 1))
         candidates += [(uid, *p, 0) for p in _world(negatives, spacing_zyx, geometry)]
+    _write_tables(folder, rng, annotations, candidates)
+
+
+def _generate_hard(folder: Path, n_series: int, seed: int) -> None:
+    """The hard scans (``luna16_hard``): look-alike negatives, off-centre positive candidates,
+    and excluded nodules whose candidates are labelled 0."""
+    rng = np.random.default_rng([seed, 1])
+    counts = _counts(rng, n_series)
+    annotations: list[tuple] = []
+    excluded: list[tuple] = []
+    candidates: list[tuple] = []
+    for i, n_nodules in enumerate(counts):
+        series_rng = np.random.default_rng([seed, 1, i])
+        uid = _uid(series_rng)
+        scan = hard_series(series_rng, int(n_nodules))
+        geometry = Geometry(spacing=tuple(scan.spacing[::-1]),
+                            origin=(series_rng.uniform(-200, -100), series_rng.uniform(-220, -120),
+                                    series_rng.uniform(-350, -50)),
+                            direction=DIRECTIONS[series_rng.integers(len(DIRECTIONS))])
+        volume = np.clip(scan.volume, -1024, 3071).round().astype(np.int16)
+        write_volume(volume, geometry, folder / f"subset{i % 2}" / f"{uid}.mhd")
+        for findings, table, label in ((scan.nodules, annotations, 1), (scan.excluded, excluded, 0)):
+            for centre, diameter in findings:
+                table.append((uid, *_world([centre], scan.spacing, geometry)[0], diameter))
+                for _ in range(1 + (series_rng.uniform() < 0.25)):  # V2 lists some nodules twice
+                    offset = np.clip(series_rng.normal(0, 0.15 * diameter, 3), -diameter / 3, diameter / 3)
+                    candidates.append((uid, *_world([centre + offset], scan.spacing, geometry)[0], label))
+        candidates += [(uid, *p, 0) for p in _world(scan.negatives, scan.spacing, geometry)]
+    _write_tables(folder, rng, annotations, candidates, excluded=excluded)
+
+
+def _write_tables(folder: Path, rng: np.random.Generator, annotations: list, candidates: list, *,
+                  excluded: list | None = None) -> None:
+    """annotations.csv, candidates_V2.csv (plus 4 candidates of a series not on disk), a stray
+    README in subset0, an empty sampleSubmission.csv; annotations_excluded.csv if given."""
     absent = _uid(rng)  # a series from a subset that was not downloaded
-    candidates += [(absent, *rng.uniform(-100, 100, 3), int(k == 0)) for k in range(4)]
+    candidates = candidates + [(absent, *rng.uniform(-100, 100, 3), int(k == 0)) for k in range(4)]
     columns = ["seriesuid", "coordX", "coordY", "coordZ"]
     pd.DataFrame(annotations, columns=[*columns, "diameter_mm"]).to_csv(
         folder / "annotations.csv", index=False)
+    if excluded is not None:
+        pd.DataFrame(excluded, columns=[*columns, "diameter_mm"]).to_csv(
+            folder / "annotations_excluded.csv", index=False)
     table = pd.DataFrame(candidates, columns=[*columns, "class"]).sort_values("seriesuid", kind="stable")
     table.to_csv(folder / "candidates_V2.csv", index=False)
     (folder / "subset0" / "README.txt").write_text("Phantom LUNA16 subset: not a volume.\n")
@@ -147,7 +191,11 @@ def _generate(folder: Path, n_series: int, seed: int) -> None:
 
 def luna16_phantom(cache_dir: Path, *, n_series: int = 24, seed: int = 0,
                    difficulty: str = "hard") -> Path:
-    """Folder of a synthetic LUNA16 dataset, generated on first use (seconds) and reused after."""
+    """Folder of a synthetic LUNA16 dataset, generated on first use (seconds) and reused after.
+
+    ``easy``: the scans described above; ``hard``: ``luna16_hard``'s scans, in the same layout
+    plus annotations_excluded.csv.
+    """
     check_difficulty(difficulty)
     if n_series < 6:
         raise ValueError(f"luna16_phantom needs n_series >= 6 so every split gets both kinds of "
@@ -155,6 +203,7 @@ def luna16_phantom(cache_dir: Path, *, n_series: int = 24, seed: int = 0,
     folder = Path(cache_dir) / "phantoms" / f"{VERSION}-{difficulty}-n{n_series}-s{seed}"
     if not (folder / MARKER).is_file():
         logger.info("Generating the LUNA16 phantom (%d series, seed %d) in %s", n_series, seed, folder)
-    return generate_once(folder, lambda staging: _generate(staging, n_series, seed),
+    generate = _generate_hard if difficulty == "hard" else _generate
+    return generate_once(folder, lambda staging: generate(staging, n_series, seed),
                          meta={"version": VERSION, "n_series": n_series, "seed": seed,
                                "difficulty": difficulty})

@@ -145,6 +145,32 @@ def tiny_seg(tmp_path_factory):
     return segmentation_phantom(tmp_path_factory.mktemp("phantoms"), n_images=30, seed=5)
 
 
+def _contrast(image: np.ndarray, mask: np.ndarray) -> float:
+    """Mean brightness inside the mask minus outside it, in units of the image's spread."""
+    return float((image[mask].mean() - image[~mask].mean()) / image.std())
+
+
+def test_easy_phantom_keeps_its_masks_and_hard_lesions_are_fainter(tmp_path):
+    easy = segmentation_phantom(tmp_path, n_images=12, seed=3, difficulty="easy")
+    hard = segmentation_phantom(tmp_path, n_images=12, seed=3, difficulty="hard")
+    stems = [f"lesion_{i:04d}" for i in range(1, 13)]
+    assert sorted(p.stem for p in (easy / "images").glob("lesion_*")) == stems
+    assert sorted(p.name for p in (easy / "images").glob("*.jpg")) == ["lesion_0003.jpg", "lesion_0008.jpg"]
+    easy_masks = [read_mask(easy / "masks" / f"{s}.png") for s in stems]
+    np.testing.assert_allclose([m.mean() for m in easy_masks],  # as first released, per seed
+                               [0.0, 0.1057, 0.0, 0.0, 0.1481, 0.0337, 0.0854, 0.0656, 0.0552, 0.0596,
+                                0.129, 0.0677], atol=1e-4)
+    contrasts = {"easy": [], "hard": []}
+    for name, root in (("easy", easy), ("hard", hard)):
+        for stem in stems:
+            mask = read_mask(root / "masks" / f"{stem}.png")
+            image = read_image_2d(next((root / "images").glob(f"{stem}.*")))
+            if mask.any():
+                contrasts[name].append(_contrast(image, mask))
+    assert len(contrasts["hard"]) >= 8
+    assert np.median(contrasts["hard"]) < 0.6 * np.median(contrasts["easy"])
+
+
 def test_prepare_segmentation_arrays_and_cache(tiny_seg, tmp_path, caplog):
     cfg = DataConfig(task="segmentation", shape=(32, 32), split=(0.6, 0.2, 0.2))
     options = DataOptions(root=tiny_seg, cache_dir=tmp_path)

@@ -1,7 +1,9 @@
 """Chest X-rays: Kermany layout, patient ids, patient-disjoint splits, 2D classifiers, weights, a sweep."""
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ from core.config import DataConfig, ModelConfig
 from core.data.phantoms.xray import xray_phantom
 from core.data.prepared import DataOptions
 from core.errors import DataError
-from core.imageio import write_image_2d
+from core.imageio import read_image_2d, write_image_2d
 from core.models import build_model
 from core.monai_nets import load_weights
 from core.tasks import prepare
@@ -148,6 +150,27 @@ def test_prepare_xray_on_the_phantom(tmp_path):
         assert set(np.unique(y)) == {0, 1} and 0 <= x.min() and x.max() <= 1
     assert data.splits.groupby("group")["split"].nunique().max() == 1
     assert {"subtype", "folder"} <= set(data.splits.columns)
+
+
+def _films(root) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*.jpeg"))
+
+
+def test_easy_phantom_keeps_its_layout_and_hard_differs(tmp_path):
+    easy = xray_phantom(tmp_path, scale=0.1, seed=3, difficulty="easy")
+    hard = xray_phantom(tmp_path, scale=0.1, seed=3, difficulty="hard")
+    names = _films(easy)  # the easy set as first released: same files for the same seed
+    assert hashlib.sha256("\n".join(names).encode()).hexdigest()[:16] == "a3fdd2f4fba5c7f9"
+    assert Counter(n.rsplit("/", 1)[0] for n in names) == {
+        "chest_xray/train/NORMAL": 13, "chest_xray/train/PNEUMONIA": 15, "chest_xray/val/NORMAL": 8,
+        "chest_xray/val/PNEUMONIA": 8, "chest_xray/test/NORMAL": 6, "chest_xray/test/PNEUMONIA": 3}
+    patients = read_xray_manifest(hard).groupby(["folder", "label"])["group"].nunique()
+    assert patients["train"].to_dict() == {0: 3, 1: 7}  # hard train leans to pneumonia, as Kermany does
+    films = _films(hard)
+    assert films != names
+    shared = sorted(set(films) & set(names))
+    assert shared and not any(np.array_equal(read_image_2d(easy / n), read_image_2d(hard / n))
+                              for n in shared)
 
 
 @pytest.mark.parametrize("name", ["densenet121", "efficientnet-b0"])

@@ -5,6 +5,13 @@ fields, a bright mediastinum, ribs and vessel markings. Pneumonia adds diffuse o
 lung fields: a few dense lobar patches (bacteria) or many faint patches in both lungs (virus).
 Patients keep their anatomy over 1-4 films and are named as in the real set (``IM-0115-0001``,
 ``NORMAL2-IM-1427-0001``, ``person12_bacteria_45``); val/ is tiny (8 + 8 films), as in the real set.
+
+``hard`` (the default) leaves room to search. Train is about 73 % pneumonia films, as in the real
+set. Every film carries density that is not disease (breast and soft-tissue shadows, a heart shadow
+of varying size, denser or fainter vessel markings, exposure), and the opacities are faint and
+small: a lobar patch or two a few per cent denser than the lung (bacteria) or faint patches
+(virus), both with a mottled texture a few pixels across. About 3 % of films show the other class
+than their folder says (a resolved pneumonia, a missed one). ``easy`` is the set above, unchanged.
 """
 from __future__ import annotations
 
@@ -20,9 +27,12 @@ from core.imageio import write_image_2d
 
 logger = logging.getLogger(__name__)
 
-VERSION = "xray-v1"
+# the generator per difficulty: a changed one gets a new version, so an old folder is not reused
+VERSIONS = {"easy": "xray-v1", "hard": "xray-v2"}
 # patients per (split, class): about 3 pneumonia per normal film in train, as in the real set
 PATIENTS = {"train": (36, 56), "val": (8, 8), "test": (16, 24)}
+HARD_PATIENTS = {"train": (26, 70), "val": (8, 8), "test": (16, 24)}  # train ~73 % pneumonia films
+LABEL_NOISE = 0.03  # hard: share of films that show the other class than their folder
 
 
 def _anatomy(rng: np.random.Generator) -> dict[str, float]:
@@ -70,6 +80,49 @@ def _film(rng: np.random.Generator, anatomy: dict[str, float], subtype: str) -> 
     return np.clip(film + rng.normal(0, 0.025, shape), 0, 1)
 
 
+def _hard_opacities(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, lungs: list[tuple],
+                    subtype: str, side: float) -> np.ndarray:
+    """Faint mottled patches in the lungs: one or two denser (bacteria) or several fainter (virus)."""
+    many = subtype == "virus"
+    total = np.zeros_like(yy)
+    for _ in range(rng.integers(3, 6) if many else rng.integers(1, 3)):
+        cy, cx, ry, rx = lungs[rng.integers(len(lungs))]
+        y, x = cy + rng.uniform(-0.6, 0.6) * ry, cx + rng.uniform(-0.5, 0.5) * rx
+        sigma = rng.uniform(0.03, 0.06 if many else 0.08) * side
+        amplitude = rng.uniform(0.03, 0.06) if many else rng.uniform(0.05, 0.1)
+        total += amplitude * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * sigma ** 2))
+    mottle = 0.5 + 0.5 * np.abs(smooth_noise(rng, yy.shape, int(side) // 6))  # alveolar filling
+    return total * mottle
+
+
+def _hard_film(rng: np.random.Generator, anatomy: dict[str, float], subtype: str) -> np.ndarray:
+    """One (H, W) film in [0, 1] whose non-disease density varies as much as the disease's."""
+    shape = (int(rng.integers(160, 289)), int(rng.integers(200, 361)))
+    h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    a = {k: v * rng.uniform(0.93, 1.07) for k, v in anatomy.items()}
+    cx, side = w / 2 + rng.uniform(-0.06, 0.06) * w, min(shape)
+    body = ((yy - 0.55 * h) / (a["body_h"] * h)) ** 2 + ((xx - cx) / (a["body_w"] * w)) ** 2 <= 1
+    film = np.where(body, 0.62, 0.06)
+    lungs = [(a["lung_y"] * h, cx + s * a["lung_dx"] * w, a["lung_h"] * h, a["lung_w"] * w) for s in (-1, 1)]
+    in_lung = np.zeros(shape, dtype=bool)
+    for ly, lx, ry, rx in lungs:
+        in_lung |= ((yy - ly) / ry) ** 2 + ((xx - lx) / rx) ** 2 <= 1
+    ribs = 0.05 * np.sin(2 * np.pi * yy / (rng.uniform(0.07, 0.09) * h)) ** 8
+    vessels = rng.uniform(0.02, 0.07) * np.abs(smooth_noise(rng, shape, 10))
+    lung = 0.2 + ribs + vessels + 0.03 * smooth_noise(rng, shape, 4)
+    low = a["lung_y"] * h + rng.uniform(0.3, 0.7) * a["lung_h"] * h  # breast / soft-tissue shadow
+    lung = lung + rng.uniform(0.0, 0.08) / (1 + np.exp(-(yy - low) / (0.03 * h)))
+    heart = ((yy - 0.62 * h) / (rng.uniform(0.1, 0.16) * h)) ** 2 + \
+        ((xx - cx - 0.05 * w) / (rng.uniform(0.09, 0.15) * w)) ** 2 <= 1
+    film = np.where(in_lung, lung, film) + 0.12 * (heart & in_lung)
+    film = film + 0.18 * (np.abs(xx - cx) < 0.05 * w) * (yy > 0.2 * h) * body  # mediastinum, spine
+    if subtype != "normal":
+        film = film + in_lung * _hard_opacities(rng, yy, xx, lungs, subtype, side)
+    film = film * rng.uniform(0.8, 1.2) + rng.uniform(-0.07, 0.07)  # exposure
+    return np.clip(film + rng.normal(0, 0.03, shape), 0, 1)
+
+
 def _patient_name(label: int, number: int, rng: np.random.Generator) -> tuple[str, str]:
     """(patient stem, subtype) in Kermany style: IM-0115 / NORMAL2-IM-1427 or person12 (+subtype)."""
     if label == 0:
@@ -77,10 +130,18 @@ def _patient_name(label: int, number: int, rng: np.random.Generator) -> tuple[st
     return f"person{number}", ("virus" if rng.uniform() < 0.35 else "bacteria")
 
 
-def _generate(root: Path, seed: int, scale: float) -> None:
+def _shown(rng: np.random.Generator, subtype: str) -> str:
+    """What a hard film shows: its patient's subtype, or the other class for ``LABEL_NOISE`` of films."""
+    if rng.uniform() >= LABEL_NOISE:
+        return subtype
+    return ("virus" if rng.uniform() < 0.35 else "bacteria") if subtype == "normal" else "normal"
+
+
+def _generate(root: Path, seed: int, scale: float, difficulty: str) -> None:
     base = root / "chest_xray"
+    hard = difficulty == "hard"
     patient_no, film_no = [100, 1], 1  # next normal / pneumonia patient number; pneumonia films
-    for split_index, (split, counts) in enumerate(PATIENTS.items()):
+    for split_index, (split, counts) in enumerate((HARD_PATIENTS if hard else PATIENTS).items()):
         for label, n_patients in enumerate(counts):
             n_patients = n_patients if split == "val" else max(2, round(scale * n_patients))
             folder = base / split / ("NORMAL" if label == 0 else "PNEUMONIA")
@@ -90,7 +151,9 @@ def _generate(root: Path, seed: int, scale: float) -> None:
                 patient_no[label] += 1
                 anatomy = _anatomy(rng)
                 for j in range(1 if split == "val" else int(rng.integers(1, 5))):
-                    film = (_film(rng, anatomy, subtype) * 255).round().astype(np.uint8)
+                    film = _hard_film(rng, anatomy, _shown(rng, subtype)) if hard else \
+                        _film(rng, anatomy, subtype)
+                    film = (film * 255).round().astype(np.uint8)
                     if rng.uniform() < 0.2:  # some films were saved as RGB
                         film = np.repeat(film[..., None], 3, axis=-1)
                     name = f"{patient}-{j + 1:04d}" if label == 0 else f"{patient}_{subtype}_{film_no}"
@@ -109,9 +172,9 @@ def xray_phantom(cache_dir: Path, *, seed: int = 0, scale: float = 1.0,
     ``scale`` multiplies the train and test patient counts (tests use a small set); val stays 8 + 8.
     """
     check_difficulty(difficulty)
-    folder = Path(cache_dir) / "phantoms" / f"{VERSION}-{difficulty}-x{scale:g}-s{seed}"
+    folder = Path(cache_dir) / "phantoms" / f"{VERSIONS[difficulty]}-{difficulty}-x{scale:g}-s{seed}"
     if not (folder / MARKER).is_file():
         logger.info("Generating the X-ray phantom (scale %g, seed %d) in %s", scale, seed, folder)
-    return generate_once(folder, lambda staging: _generate(staging, seed, scale),
-                         meta={"version": VERSION, "seed": seed, "scale": scale,
+    return generate_once(folder, lambda staging: _generate(staging, seed, scale, difficulty),
+                         meta={"version": VERSIONS[difficulty], "seed": seed, "scale": scale,
                                "difficulty": difficulty})

@@ -32,6 +32,7 @@ from surrogate import CurveSurrogate, default_curves, read_curves  # noqa: E402
 from search_spaces import get_space  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+NAMES = "methods.json"  # file slug -> the method's name (with its variant), in the order first run
 
 
 def run_space(space_name: str, curves: Path, opts: argparse.Namespace) -> None:
@@ -48,8 +49,11 @@ def run_space(space_name: str, curves: Path, opts: argparse.Namespace) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     timing = folder / "real_seconds.json"
     for name in opts.methods:
+        label = f"{name} {opts.variant}" if opts.variant else name
+        names = json.loads((folder / NAMES).read_text()) if (folder / NAMES).exists() else {}
+        (folder / NAMES).write_text(json.dumps({**names, slug(label): label}, indent=1))
         for seed in range(opts.seeds):
-            path = folder / f"{slug(name)}-s{seed}.csv"
+            path = folder / f"{slug(label)}-s{seed}.csv"
             if path.exists():
                 continue
             if not ray.is_initialized():
@@ -61,7 +65,7 @@ def run_space(space_name: str, curves: Path, opts: argparse.Namespace) -> None:
             log.to_csv(path, index=False)
             record = json.loads(timing.read_text()) if timing.exists() else {}
             timing.write_text(json.dumps({**record, path.stem: seconds}, indent=1))
-            print(f"{space_name} {name} seed {seed}: best {log['best'].iloc[-1]:.4f}, "
+            print(f"{space_name} {label} seed {seed}: best {log['best'].iloc[-1]:.4f}, "
                   f"{len(log)} trial-epochs, {seconds:.0f} s", flush=True)
 
 
@@ -70,7 +74,8 @@ def report(spaces: dict[str, Path], opts: argparse.Namespace) -> str:
     sections, logs, targets = [], {}, {}
     for space_name in spaces:
         folder = opts.out / space_name
-        logs[space_name] = read_logs(folder, list(METHODS))
+        names = json.loads((folder / NAMES).read_text()) if (folder / NAMES).exists() else {}
+        logs[space_name] = read_logs(folder, list(names.values()))
         runs = [log for by_seed in logs[space_name].values() for log in by_seed.values()]
         if not runs:
             continue
@@ -104,6 +109,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                    help="SweepSettings fields for every method, e.g. grace_period=4")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="fixed config overrides the curves were recorded with")
+    p.add_argument("--variant", default="", help="a label for --sweep settings, e.g. 'grace 3'")
     p.add_argument("--target-frac", type=float, default=0.95)
     p.add_argument("--out", type=Path, default=Path("results/search-methods"))
     p.add_argument("--figure", type=Path, default=HERE / "figures" / "search_methods.png")

@@ -100,3 +100,21 @@ def test_medtunes_searcher_runs_in_ray_tune_on_the_surrogate(ray_local, table, m
     assert list(log["best"]) == list(log["metric"].cummax())
     assert list(log["trial_epochs"]) == list(range(1, len(log) + 1))
     assert (log["wall_s"].diff().dropna() > 0).all()
+
+
+def test_the_table_counts_trial_epochs_to_the_target_and_runs_that_never_reach_it():
+    from search_report import method_rows
+    from search_sim import anytime
+
+    def log(values):
+        return anytime([{"trial": "t", "epoch": i + 1, "metric": v, "seconds": 2.0, "config": "{}"}
+                        for i, v in enumerate(values)], slots=2)
+
+    logs = {"a": {0: log([0.5, 0.9, 0.7]), 1: log([0.95, 0.6]), 2: log([0.6, 0.7, 0.8, 0.91])},
+            "b": {0: log([0.5, 0.6]), 1: log([0.7, 0.8])}}
+    table = method_rows(logs, target=0.9).set_index("method")
+    assert table.loc["a", "trial-epochs to target"] == "2 [2, 3]"  # median [q1, q3] of 2, 1, 4: 1.5 -> 2
+    assert table.loc["a", "sim. wall s to target"] == "2 [2, 3]"  # 2 s per epoch on 2 slots
+    assert table.loc["a", "never reached"] == 0 and table.loc["b", "never reached"] == 2
+    assert table.loc["b", "trial-epochs to target"].startswith("never")
+    assert table.loc["a", "best val found"] == "0.9100 [0.9050, 0.9300]"

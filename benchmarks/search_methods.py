@@ -1,102 +1,140 @@
-"""python benchmarks/search_methods.py [--trials 12] [--epochs 10] [--slots 2] [--seed 42]
+"""python benchmarks/search_methods.py --space egfr [--space segmentation] [--curves CSV ...] [--seeds 5]
 
-Search methods on the same budget (trials x epochs) on the EGFR phantom, one after another on
-one local Ray instance, no W&B: Optuna TPE + ASHA, random + ASHA, and W&B's bayes engine with
-W&B's hyperband rule (both from the ``sweeps`` package, run locally).
+Search methods on one budget (``--trials`` x ``--epochs``), several seeds, on a surrogate of
+training fitted on recorded learning curves (``benchmarks/surrogate.py``; the curves of a space
+default to ``benchmarks/curves/<space>-hard.csv``, recorded by ``benchmarks/learning_curves.py``).
+medtune's own searchers and schedulers run in Ray Tune on a local 2-CPU Ray instance; only the
+trainable is simulated (``benchmarks/search_sim.py``: no sleeping, a simulated clock).
 
-Per method: the best val metric any epoch reached, how many trial-epochs and how much wall time
-it took to first reach it (every epoch reported by any trial up to that moment counts), the
-totals, and the lowest val loss any epoch reached (val AUROC saturates at 1.0 on the phantom). One seed is one draw: differences of a few hundredths are noise on a phantom this small.
+Methods: random (no early termination), random + ASHA, TPE (none), TPE + ASHA (medtune's default),
+W&B bayes + W&B hyperband, BOHB (TuneBOHB + HyperBandForBOHB). Each (space, method, seed) run's
+epoch log is saved under ``--out`` and skipped when present, so runs can be split over processes
+(``--methods``) and resumed. The target is ``--target-frac`` of the best val any run found.
+
+Writes ``--out``/search_methods.md (the table per space) and the anytime figure ``--figure``.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import tempfile
-import time
+from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-# a stopped trial finishes its epoch before its actor is reused; Ray's default wait is 2 s
-os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", "60")
 
-import pandas as pd  # noqa: E402
-import ray  # noqa: E402
+import yaml  # noqa: E402
+from search_report import markdown, method_rows, plot_anytime, read_logs, slug  # noqa: E402
+from search_sim import METHODS, run_method  # noqa: E402
+from surrogate import CurveSurrogate, default_curves, read_curves  # noqa: E402
 
-from core.config import TrialConfig  # noqa: E402
-from core.data.prepared import DataOptions  # noqa: E402
-from core.metrics import VAL_LOSS  # noqa: E402
-from core.tasks import get_task, prepare  # noqa: E402
 from search_spaces import get_space  # noqa: E402
-from tuning.search.settings import SweepSettings  # noqa: E402
-from tuning.search.sweep import build_tuner  # noqa: E402
 
-METHODS = [("tpe", "asha"), ("random", "asha"), ("wandb-bayes", "wandb-hyperband")]
+HERE = Path(__file__).resolve().parent
+NAMES = "methods.json"  # file slug -> the method's name (with its variant), in the order first run
 
 
-def epochs_table(grid, metric: str) -> pd.DataFrame:
-    """Every epoch report of every trial, in the order they arrived: trial, timestamp, metric."""
-    frames = []
-    for result in grid:
-        history = result.metrics_dataframe
-        if history is None or metric not in history:
+def run_space(space_name: str, curves: Path, opts: argparse.Namespace) -> None:
+    """Every missing (method, seed) run of one space, each saved as soon as it ends."""
+    import ray
+
+    from tuning.search.workers import worker_runtime_env
+
+    space = get_space(space_name)
+    table = read_curves(curves)
+    epochs = opts.epochs or int(table["epoch"].max())
+    surrogate = CurveSurrogate(space, table, epochs=epochs, seed=0)
+    folder = opts.out / space_name
+    folder.mkdir(parents=True, exist_ok=True)
+    timing = folder / "real_seconds.json"
+    for name in opts.methods:
+        label = f"{name} {opts.variant}" if opts.variant else name
+        names = json.loads((folder / NAMES).read_text()) if (folder / NAMES).exists() else {}
+        (folder / NAMES).write_text(json.dumps({**names, slug(label): label}, indent=1))
+        for seed in range(opts.seeds):
+            path = folder / f"{slug(label)}-s{seed}.csv"
+            if path.exists():
+                continue
+            if not ray.is_initialized():
+                ray.init(num_cpus=opts.slots, include_dashboard=False, configure_logging=False,
+                         runtime_env=worker_runtime_env())
+            log, seconds = run_method(METHODS[name], space, surrogate, seed=seed,
+                                      num_samples=opts.trials, max_epochs=epochs, slots=opts.slots,
+                                      overrides=opts.overrides, settings=opts.settings)
+            log.to_csv(path, index=False)
+            record = json.loads(timing.read_text()) if timing.exists() else {}
+            timing.write_text(json.dumps({**record, path.stem: seconds}, indent=1))
+            print(f"{space_name} {label} seed {seed}: best {log['best'].iloc[-1]:.4f}, "
+                  f"{len(log)} trial-epochs, {seconds:.0f} s", flush=True)
+
+
+def report(spaces: dict[str, Path], opts: argparse.Namespace) -> str:
+    """The table of every space (markdown) and the anytime figure, from the saved runs."""
+    sections, logs, targets = [], {}, {}
+    for space_name in spaces:
+        folder = opts.out / space_name
+        names = json.loads((folder / NAMES).read_text()) if (folder / NAMES).exists() else {}
+        logs[space_name] = read_logs(folder, list(names.values()))
+        runs = [log for by_seed in logs[space_name].values() for log in by_seed.values()]
+        if not runs:
             continue
-        frames.append(pd.DataFrame({"trial": result.path, "timestamp": history["timestamp"],
-                                    "order": range(len(history)), metric: history[metric],
-                                    VAL_LOSS: history.get(VAL_LOSS)}))
-    table = pd.concat(frames, ignore_index=True)
-    return table.sort_values(["timestamp", "order"], kind="stable").reset_index(drop=True)
+        best_any = max(log["best"].iloc[-1] for log in runs)
+        targets[space_name] = opts.target_frac * best_any
+        timing = folder / "real_seconds.json"
+        seconds = json.loads(timing.read_text()) if timing.exists() else {}
+        real = {(m, s): seconds[f"{slug(m)}-s{s}"] for m, by_seed in logs[space_name].items()
+                for s in by_seed if f"{slug(m)}-s{s}" in seconds}
+        table = method_rows(logs[space_name], targets[space_name], real)
+        sections.append(f"### {space_name}: target {targets[space_name]:.4f} = "
+                        f"{opts.target_frac:g} x the best val any run found ({best_any:.4f})\n\n"
+                        f"{markdown(table)}\n")
+    plot_anytime({s: logs[s] for s in targets}, targets, opts.figure)
+    text = "\n".join(sections)
+    (opts.out / "search_methods.md").write_text(text, encoding="utf-8")
+    return text
 
 
-def summarise(grid, *, metric: str, mode: str, started: float, wall: float) -> dict:
-    """Best value, trial-epochs and seconds to first reach it, and the totals."""
-    table = epochs_table(grid, metric)
-    values = table[metric].astype(float)
-    best = values.max() if mode == "max" else values.min()
-    first = int(values[values == best].index[0])
-    return {"best": best, "best_loss": float(table[VAL_LOSS].astype(float).min()),
-            "epochs_to_best": first + 1,
-            "time_to_best_s": max(0.0, float(table.loc[first, "timestamp"]) - started),
-            "trial_epochs": len(table), "wall_s": wall, "trials": len(grid)}
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--space", action="append", default=None, help="repeat for several spaces")
+    p.add_argument("--curves", action="append", type=Path, default=None,
+                   help="one per --space, in order; default benchmarks/curves/<space>-hard.csv")
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--trials", type=int, default=40, help="num_samples of every method")
+    p.add_argument("--epochs", type=int, help="epoch budget per trial; default the curves' own")
+    p.add_argument("--slots", type=int, default=2, help="trials at once (Ray CPUs)")
+    p.add_argument("--methods", nargs="*", default=list(METHODS), choices=list(METHODS))
+    p.add_argument("--sweep", nargs="*", default=[], metavar="FIELD=VALUE",
+                   help="SweepSettings fields for every method, e.g. grace_period=4")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="fixed config overrides the curves were recorded with")
+    p.add_argument("--variant", default="", help="a label for --sweep settings, e.g. 'grace 3'")
+    p.add_argument("--target-frac", type=float, default=0.95)
+    p.add_argument("--out", type=Path, default=Path("results/search-methods"))
+    p.add_argument("--figure", type=Path, default=HERE / "figures" / "search_methods.png")
+    p.add_argument("--report-only", action="store_true")
+    opts = p.parse_args(argv)
+    opts.space = opts.space or ["egfr"]
+    if opts.curves and len(opts.curves) != len(opts.space):
+        p.error(f"--curves given {len(opts.curves)} times for {len(opts.space)} spaces")
+    opts.settings = _pairs(opts.sweep)
+    opts.overrides = _pairs(opts.set)
+    return opts
 
 
-def run_method(search: str, scheduler: str, arrays: dict, opts: argparse.Namespace) -> dict:
-    space = get_space("egfr")
-    settings = SweepSettings(num_samples=opts.trials, max_epochs=opts.epochs,
-                             max_concurrent=opts.slots, seed=opts.seed, search=search,
-                             scheduler=scheduler)
-    storage = tempfile.mkdtemp(prefix=f"bench-{search}-")
-    tuner = build_tuner(space, arrays, settings, overrides={}, storage_path=storage)
-    started = time.time()
-    grid = tuner.fit()
-    wall = time.time() - started
-    return summarise(grid, metric=space.metric, mode=space.mode, started=started, wall=wall)
+def _pairs(items: list[str]) -> dict[str, Any]:
+    return {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in items)}
 
 
-def main() -> None:
-    args = argparse.ArgumentParser()
-    args.add_argument("--trials", type=int, default=12)
-    args.add_argument("--epochs", type=int, default=10)
-    args.add_argument("--slots", type=int, default=2)
-    args.add_argument("--seed", type=int, default=42)
-    opts = args.parse_args()
-    space = get_space("egfr")
-    cfg = TrialConfig.from_dict(space.fixed).data
-    data = prepare(get_task(cfg.task), cfg, DataOptions(), seed=42)
-    arrays = data.without_test().arrays
-    ray.init(num_cpus=opts.slots, include_dashboard=False, configure_logging=False)
-    rows = []
-    for search, scheduler in METHODS:
-        rows.append({"method": f"{search} + {scheduler}", **run_method(search, scheduler, arrays, opts)})
-    ray.shutdown()
-    print(f"\nEGFR phantom, {opts.trials} trials x {opts.epochs} epochs, {opts.slots} at once, "
-          f"seed {opts.seed}; metric {space.metric} (val)")
-    print(f"{'method':30s} {'best':>6s} {'epochs to best':>15s} {'s to best':>10s} "
-          f"{'trial-epochs':>13s} {'wall s':>8s} {'best val loss':>14s}")
-    for row in rows:
-        print(f"{row['method']:30s} {row['best']:6.4f} {row['epochs_to_best']:15d} "
-              f"{row['time_to_best_s']:10.0f} {row['trial_epochs']:13d} {row['wall_s']:8.0f} "
-              f"{row['best_loss']:14.4f}")
+def main(argv: list[str] | None = None) -> None:
+    opts = parse(argv)
+    spaces = {s: (opts.curves[i] if opts.curves else default_curves(s))
+              for i, s in enumerate(opts.space)}
+    if not opts.report_only:
+        for space_name, curves in spaces.items():
+            run_space(space_name, curves, opts)
+    print(report(spaces, opts))
 
 
 if __name__ == "__main__":

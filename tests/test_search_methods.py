@@ -24,6 +24,8 @@ from tuning.search.wandb_search import WandbBayesSearch, WandbHyperband, wandb_p
 EGFR = get_space("egfr")
 needs_sweeps = pytest.mark.skipif(importlib.util.find_spec("sweeps") is None,
                                   reason='W&B\'s engine: pip install "medtune[wandb-sweeps]"')
+needs_bohb = pytest.mark.skipif(importlib.util.find_spec("hpbandster") is None,
+                                reason='BOHB: pip install "medtune[bohb]"')
 
 
 def inside(dist, value):
@@ -141,6 +143,9 @@ def test_check_search_names_the_bad_choice(monkeypatch):
     monkeypatch.setitem(sys.modules, "sweeps", None)  # as if not installed
     with pytest.raises(ConfigError, match="pip install"):
         check_search(SweepSettings(search="wandb-bayes"))
+    monkeypatch.setitem(sys.modules, "hpbandster", None)
+    with pytest.raises(ConfigError, match=r"medtune\[bohb\]"):
+        check_search(SweepSettings(search="bohb"))
 
 
 @pytest.mark.parametrize("argv,expected", [
@@ -162,8 +167,8 @@ def test_the_cli_resolves_auto_to_the_searchs_scheduler():
     def scheduler(*argv):
         return options_from_args(parse(["--space", "egfr", *argv])).sweep.scheduler
 
-    assert (scheduler(), scheduler("--search", "wandb-bayes"), scheduler("--scheduler", "none")) == (
-        "asha", "wandb-hyperband", "none")
+    assert (scheduler(), scheduler("--search", "wandb-bayes"), scheduler("--search", "bohb"),
+            scheduler("--scheduler", "none")) == ("asha", "wandb-hyperband", "bohb-hyperband", "none")
 
 
 @pytest.mark.parametrize("search,scheduler,kinds", [
@@ -172,12 +177,26 @@ def test_the_cli_resolves_auto_to_the_searchs_scheduler():
     pytest.param("wandb-bayes", "auto", ("WandbBayesSearch", "WandbHyperband"), marks=needs_sweeps),
     pytest.param("wandb-bayes", "asha", ("WandbBayesSearch", "AsyncHyperBandScheduler"),
                  marks=needs_sweeps),
+    pytest.param("bohb", "auto", ("TuneBOHB", "HyperBandForBOHB"), marks=needs_bohb),
 ])
 def test_the_factory_builds_each_search_and_scheduler(search, scheduler, kinds):
     settings = SweepSettings(search=search, scheduler=scheduler, max_concurrent=2, max_epochs=60)
     searcher = build_searcher(EGFR, settings, {})
     inner = getattr(searcher, "searcher", searcher)
     assert (type(inner).__name__, type(build_scheduler(EGFR, settings)).__name__) == kinds
+
+
+@needs_bohb
+def test_bohb_proposes_the_seed_defaults_first_then_configs_inside_the_space():
+    settings = SweepSettings(search="bohb", max_concurrent=2, max_epochs=27, seed=4)
+    searcher = build_searcher(EGFR, settings, {}).searcher
+    searcher.set_search_properties(SCORE, EGFR.mode, param_space(EGFR, {}))
+    configs = [flatten(searcher.suggest(f"t{i}")) for i in range(2)]  # max_concurrent at once
+    assert {key: configs[0][key] for key in EGFR.search} == seed_point(EGFR, {})
+    for config in configs[1:]:
+        assert all(inside(dist, config[key]) for key, dist in EGFR.search.items()), config
+    scheduler = build_scheduler(EGFR, settings)
+    assert (scheduler._max_t_attr, scheduler._eta) == (27, 3)
 
 
 @pytest.mark.parametrize("target", ["sqlite", "study.db", "study.log"])

@@ -1,10 +1,12 @@
 """Which search proposes configs and which scheduler stops trials early, from ``SweepSettings``.
 
 Every search starts from the seed project's defaults and runs on the same budget (trials x epochs):
-``tpe`` (Optuna, seeded), ``random`` (Ray's seeded random sampling of the same param space) and
-``wandb-bayes`` (W&B's own bayes engine, run locally). Schedulers: ``asha`` (Ray's ASHA),
-``wandb-hyperband`` (W&B's hyperband rule) or ``none`` (every trial runs its full budget unless
-its own early stopping ends it); ``auto`` picks W&B's for W&B's search, else ASHA.
+``tpe`` (Optuna, seeded), ``random`` (Ray's seeded random sampling of the same param space),
+``wandb-bayes`` (W&B's own bayes engine, run locally) and ``bohb`` (HpBandSter's BOHB through
+Ray's ``TuneBOHB``). Schedulers: ``asha`` (Ray's ASHA), ``wandb-hyperband`` (W&B's hyperband rule),
+``bohb-hyperband`` (Ray's ``HyperBandForBOHB``) or ``none`` (every trial runs its full budget unless
+its own early stopping ends it); ``auto`` picks each search's own (W&B's for W&B's search, BOHB's
+hyperband for BOHB), else ASHA.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandForBOHB, TrialScheduler
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, SearchAlgorithm, Searcher
 
 from core.errors import ConfigError
@@ -56,7 +58,7 @@ def scheduler_name(settings: SweepSettings) -> str:
     """The scheduler a run uses: ``auto`` resolved against its search."""
     if settings.scheduler != "auto":
         return settings.scheduler
-    return "wandb-hyperband" if settings.search == "wandb-bayes" else "asha"
+    return {"wandb-bayes": "wandb-hyperband", "bohb": "bohb-hyperband"}.get(settings.search, "asha")
 
 
 def tune_metric(space: SearchSpace, settings: SweepSettings) -> str:
@@ -73,8 +75,9 @@ def grace_epochs(settings: SweepSettings) -> int:
 
 
 def check_search(settings: SweepSettings) -> None:
-    """Raise ``ConfigError`` for an unknown search or scheduler, a missing ``sweeps`` package,
-    or an Optuna storage given to a search that is not Optuna's."""
+    """Raise ``ConfigError`` for an unknown search or scheduler, a missing ``sweeps`` package (W&B)
+    or ``hpbandster``/``ConfigSpace`` (BOHB), or an Optuna storage given to a search that is not
+    Optuna's."""
     if settings.search not in SEARCHES:
         raise ConfigError(f"unknown search {settings.search!r}; choose one of {', '.join(SEARCHES)}")
     if settings.scheduler not in SCHEDULERS:
@@ -84,8 +87,20 @@ def check_search(settings: SweepSettings) -> None:
         from tuning.search.wandb_search import require_sweeps
 
         require_sweeps()
+    if settings.search == "bohb" or scheduler_name(settings) == "bohb-hyperband":
+        require_bohb()
     if settings.optuna_storage and settings.search != "tpe":
         raise ConfigError(f"--optuna-storage is for --search tpe (Optuna), not {settings.search}")
+
+
+def require_bohb() -> None:
+    """Raise ``ConfigError`` unless BOHB's packages (``hpbandster``, ``ConfigSpace``) import."""
+    try:
+        import ConfigSpace  # noqa: F401
+        import hpbandster  # noqa: F401
+    except ImportError as error:
+        raise ConfigError(f"--search bohb needs hpbandster and ConfigSpace ({error}): "
+                          "pip install 'medtune[bohb]'") from None
 
 
 def optuna_storage(target: str) -> BaseStorage:
@@ -106,6 +121,14 @@ def optuna_storage(target: str) -> BaseStorage:
     return optuna.storages.RDBStorage(f"sqlite:///{path}")
 
 
+def tpe_sampler(settings: SweepSettings) -> Any:
+    """Optuna's TPE, seeded, with the settings' startup trials and (uni/multi)variate model."""
+    import optuna
+
+    return optuna.samplers.TPESampler(seed=settings.seed, n_startup_trials=settings.tpe_startup_trials,
+                                      multivariate=settings.tpe_multivariate)
+
+
 def build_searcher(space: SearchSpace, settings: SweepSettings, overrides: dict[str, Any], *,
                    study_name: str | None = None) -> SearchAlgorithm | Searcher:
     """The run's search over the space's searched keys, seeded, seed defaults first, at most
@@ -123,12 +146,17 @@ def build_searcher(space: SearchSpace, settings: SweepSettings, overrides: dict[
         searcher: Searcher = WandbBayesSearch(
             space, overrides=overrides, seed=settings.seed, points_to_evaluate=points,
             min_iter=grace_epochs(settings), eta=settings.reduction_factor)
+    elif settings.search == "bohb":
+        from ray.tune.search.bohb import TuneBOHB
+
+        searcher = TuneBOHB(metric=tune_metric(space, settings), mode=space.mode,
+                            seed=settings.seed, points_to_evaluate=points or None)
     else:
         from ray.tune.search.optuna import OptunaSearch
 
         storage = optuna_storage(settings.optuna_storage) if settings.optuna_storage else None
         searcher = OptunaSearch(metric=tune_metric(space, settings), mode=space.mode,
-                                seed=settings.seed,
+                                sampler=tpe_sampler(settings),
                                 points_to_evaluate=points or None, storage=storage,
                                 study_name=study_name if storage is not None else None)
     return ConcurrencyLimiter(searcher, max_concurrent=settings.max_concurrent)
@@ -136,11 +164,15 @@ def build_searcher(space: SearchSpace, settings: SweepSettings, overrides: dict[
 
 def build_scheduler(space: SearchSpace, settings: SweepSettings,
                     overrides: dict[str, Any] | None = None) -> TrialScheduler:
-    """Early termination counted in epochs (``training_iteration``), or FIFO for ``none``."""
+    """Early termination counted in epochs (``training_iteration``), or FIFO for ``none``. BOHB's
+    hyperband has no grace period: its brackets start at ``max_epochs / reduction_factor**k``."""
     name = scheduler_name(settings)
     grace = grace_epochs(settings)
     if name == "none":
         return FIFOScheduler()
+    if name == "bohb-hyperband":
+        return HyperBandForBOHB(time_attr="training_iteration", max_t=settings.max_epochs,
+                                reduction_factor=settings.reduction_factor)
     if name == "wandb-hyperband":
         from tuning.search.wandb_search import WandbHyperband, wandb_sweep_config
 

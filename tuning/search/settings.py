@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
-SEARCHES = ("tpe", "random", "wandb-bayes")
-SCHEDULERS = ("auto", "asha", "wandb-hyperband", "none")
+SEARCHES = ("tpe", "random", "wandb-bayes", "bohb")
+SCHEDULERS = ("auto", "asha", "wandb-hyperband", "bohb-hyperband", "none")
 DEFAULT_EPOCHS = 60  # the budget of a space whose fixed config names none
 
 
@@ -35,17 +35,22 @@ class SweepSettings:
     seed: int = field(default=42, metadata=_flag("seed for splits, TPE and training"))
     grace_period: int = 0  # 0: a tenth of max_epochs, at least 2
     reduction_factor: int = 3
+    tpe_startup_trials: int = 10  # TPE: configs sampled at random (after the seed's) before it models
+    tpe_multivariate: bool = False  # TPE: one joint density over the params instead of one each
     max_failures: int = field(default=0, metadata=_flag("retries of a failed trial"))
     time_budget_s: float | None = field(default=None, metadata=_flag(
         "wall seconds for the search", name="time-budget", default_text="no limit"))
     search: str = field(default="tpe", metadata=_flag(
         "what proposes configs, all seeded and starting from the seed defaults: Optuna TPE; random "
-        "sampling of the same space; or W&B's own bayes engine run locally, no key or network "
-        "(pip install 'medtune[wandb-sweeps]')", choices=SEARCHES))
+        "sampling of the same space; W&B's own bayes engine run locally, no key or network "
+        "(pip install 'medtune[wandb-sweeps]'); or BOHB, TPE-like models per budget with "
+        "hyperband (pip install 'medtune[bohb]')", choices=SEARCHES))
     scheduler: str = field(default="auto", metadata=_flag(
         "what stops weak trials early, in epochs: ASHA; W&B's hyperband rule (the sweeps package's "
-        "stop_runs, min_iter = ASHA's grace period); or none (each trial runs its epoch budget or "
-        "until its own early stopping). auto: wandb-hyperband with --search wandb-bayes, else asha",
+        "stop_runs, min_iter = ASHA's grace period); BOHB's synchronous hyperband (pauses and resumes "
+        "trials from their checkpoints); or none (each trial runs its epoch budget or until its own "
+        "early stopping). auto: wandb-hyperband with --search wandb-bayes, bohb-hyperband with "
+        "--search bohb, else asha",
         choices=SCHEDULERS))
     optuna_storage: str | None = field(default=None, metadata=_flag(
         "keep the TPE study on disk, named after the run, for optuna-dashboard: a database URL "

@@ -42,18 +42,29 @@ def _anatomy(rng: np.random.Generator) -> dict[str, float]:
             "lung_dx": rng.uniform(0.17, 0.21), "lung_y": rng.uniform(0.42, 0.48)}
 
 
-def _opacities(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, lungs: list[tuple],
-               subtype: str, side: float) -> np.ndarray:
-    """Sum of soft Gaussian patches centred in the lungs; dense and few (bacteria) or faint and many."""
-    many = subtype == "virus"
+def _gaussian_patches(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, lungs: list[tuple],
+                      count: int, reach: tuple[float, float], sigma: tuple[float, float],
+                      amplitude: tuple[float, float]) -> np.ndarray:
+    """Sum of ``count`` soft Gaussian patches in random lungs: centres within ``reach`` (y, x) of a
+    lung's radii, widths ``sigma`` (fractions of the film's short side), heights ``amplitude``."""
+    side = min(yy.shape)
     total = np.zeros_like(yy)
-    for _ in range(rng.integers(6, 10) if many else rng.integers(2, 4)):
+    for _ in range(count):
         cy, cx, ry, rx = lungs[rng.integers(len(lungs))]
-        y, x = cy + rng.uniform(-0.7, 0.7) * ry, cx + rng.uniform(-0.6, 0.6) * rx
-        sigma = rng.uniform(0.05, 0.09 if many else 0.12) * side
-        amplitude = rng.uniform(0.07, 0.13) if many else rng.uniform(0.14, 0.26)
-        total += amplitude * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * sigma ** 2))
+        y, x = cy + rng.uniform(-reach[0], reach[0]) * ry, cx + rng.uniform(-reach[1], reach[1]) * rx
+        width = rng.uniform(*sigma) * side
+        total += rng.uniform(*amplitude) * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * width ** 2))
     return total
+
+
+def _opacities(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, lungs: list[tuple],
+               subtype: str) -> np.ndarray:
+    """Dense and few (bacteria) or faint and many (virus) patches."""
+    if subtype == "virus":
+        return _gaussian_patches(rng, yy, xx, lungs, int(rng.integers(6, 10)), (0.7, 0.6),
+                                 (0.05, 0.09), (0.07, 0.13))
+    return _gaussian_patches(rng, yy, xx, lungs, int(rng.integers(2, 4)), (0.7, 0.6),
+                             (0.05, 0.12), (0.14, 0.26))
 
 
 def _film(rng: np.random.Generator, anatomy: dict[str, float], subtype: str) -> np.ndarray:
@@ -62,7 +73,7 @@ def _film(rng: np.random.Generator, anatomy: dict[str, float], subtype: str) -> 
     h, w = shape
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     a = {k: v * rng.uniform(0.96, 1.04) for k, v in anatomy.items()}  # positioning varies per film
-    cx, side = w / 2 + rng.uniform(-0.04, 0.04) * w, min(shape)
+    cx = w / 2 + rng.uniform(-0.04, 0.04) * w
     body = ((yy - 0.55 * h) / (a["body_h"] * h)) ** 2 + ((xx - cx) / (a["body_w"] * w)) ** 2 <= 1
     film = np.where(body, 0.62, 0.06)
     lungs = [(a["lung_y"] * h, cx + s * a["lung_dx"] * w, a["lung_h"] * h, a["lung_w"] * w) for s in (-1, 1)]
@@ -75,23 +86,21 @@ def _film(rng: np.random.Generator, anatomy: dict[str, float], subtype: str) -> 
     film = film + 0.18 * (np.abs(xx - cx) < 0.05 * w) * (yy > 0.2 * h) * body  # mediastinum, spine
     if subtype != "normal":
         patchy = 0.6 + 0.4 * np.abs(smooth_noise(rng, shape, 16))
-        film = film + in_lung * patchy * _opacities(rng, yy, xx, lungs, subtype, side)
+        film = film + in_lung * patchy * _opacities(rng, yy, xx, lungs, subtype)
     film = film * rng.uniform(0.85, 1.15) + rng.uniform(-0.05, 0.05)  # exposure
     return np.clip(film + rng.normal(0, 0.025, shape), 0, 1)
 
 
 def _hard_opacities(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, lungs: list[tuple],
-                    subtype: str, side: float) -> np.ndarray:
+                    subtype: str) -> np.ndarray:
     """Faint mottled patches in the lungs: one or two denser (bacteria) or several fainter (virus)."""
-    many = subtype == "virus"
-    total = np.zeros_like(yy)
-    for _ in range(rng.integers(3, 6) if many else rng.integers(1, 3)):
-        cy, cx, ry, rx = lungs[rng.integers(len(lungs))]
-        y, x = cy + rng.uniform(-0.6, 0.6) * ry, cx + rng.uniform(-0.5, 0.5) * rx
-        sigma = rng.uniform(0.03, 0.06 if many else 0.08) * side
-        amplitude = rng.uniform(0.03, 0.06) if many else rng.uniform(0.05, 0.1)
-        total += amplitude * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * sigma ** 2))
-    mottle = 0.5 + 0.5 * np.abs(smooth_noise(rng, yy.shape, int(side) // 6))  # alveolar filling
+    if subtype == "virus":
+        total = _gaussian_patches(rng, yy, xx, lungs, int(rng.integers(3, 6)), (0.6, 0.5),
+                                  (0.03, 0.06), (0.03, 0.06))
+    else:
+        total = _gaussian_patches(rng, yy, xx, lungs, int(rng.integers(1, 3)), (0.6, 0.5),
+                                  (0.03, 0.08), (0.05, 0.1))
+    mottle = 0.5 + 0.5 * np.abs(smooth_noise(rng, yy.shape, min(yy.shape) // 6))  # alveolar filling
     return total * mottle
 
 
@@ -101,7 +110,7 @@ def _hard_film(rng: np.random.Generator, anatomy: dict[str, float], subtype: str
     h, w = shape
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     a = {k: v * rng.uniform(0.93, 1.07) for k, v in anatomy.items()}
-    cx, side = w / 2 + rng.uniform(-0.06, 0.06) * w, min(shape)
+    cx = w / 2 + rng.uniform(-0.06, 0.06) * w
     body = ((yy - 0.55 * h) / (a["body_h"] * h)) ** 2 + ((xx - cx) / (a["body_w"] * w)) ** 2 <= 1
     film = np.where(body, 0.62, 0.06)
     lungs = [(a["lung_y"] * h, cx + s * a["lung_dx"] * w, a["lung_h"] * h, a["lung_w"] * w) for s in (-1, 1)]
@@ -118,7 +127,7 @@ def _hard_film(rng: np.random.Generator, anatomy: dict[str, float], subtype: str
     film = np.where(in_lung, lung, film) + 0.12 * (heart & in_lung)
     film = film + 0.18 * (np.abs(xx - cx) < 0.05 * w) * (yy > 0.2 * h) * body  # mediastinum, spine
     if subtype != "normal":
-        film = film + in_lung * _hard_opacities(rng, yy, xx, lungs, subtype, side)
+        film = film + in_lung * _hard_opacities(rng, yy, xx, lungs, subtype)
     film = film * rng.uniform(0.8, 1.2) + rng.uniform(-0.07, 0.07)  # exposure
     return np.clip(film + rng.normal(0, 0.03, shape), 0, 1)
 

@@ -67,19 +67,29 @@ def _opacities(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, lungs: 
                              (0.05, 0.12), (0.14, 0.26))
 
 
-def _film(rng: np.random.Generator, anatomy: dict[str, float], subtype: str) -> np.ndarray:
-    """One (H, W) film in [0, 1]; ``subtype`` "normal", "bacteria" or "virus"."""
+def _frame(rng: np.random.Generator, anatomy: dict[str, float], jitter: float, shift: float
+           ) -> tuple[tuple[int, int], np.ndarray, np.ndarray, dict[str, float], float, np.ndarray,
+                      list[tuple], np.ndarray]:
+    """A film's size, pixel grid, this film's proportions (``anatomy`` within +-``jitter``), body
+    centre (shifted up to ``shift`` of the width), body mask, lung ellipses and lung mask."""
     shape = (int(rng.integers(160, 289)), int(rng.integers(200, 361)))
     h, w = shape
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-    a = {k: v * rng.uniform(0.96, 1.04) for k, v in anatomy.items()}  # positioning varies per film
-    cx = w / 2 + rng.uniform(-0.04, 0.04) * w
+    a = {k: v * rng.uniform(1 - jitter, 1 + jitter) for k, v in anatomy.items()}  # positioning
+    cx = w / 2 + rng.uniform(-shift, shift) * w
     body = ((yy - 0.55 * h) / (a["body_h"] * h)) ** 2 + ((xx - cx) / (a["body_w"] * w)) ** 2 <= 1
-    film = np.where(body, 0.62, 0.06)
     lungs = [(a["lung_y"] * h, cx + s * a["lung_dx"] * w, a["lung_h"] * h, a["lung_w"] * w) for s in (-1, 1)]
     in_lung = np.zeros(shape, dtype=bool)
     for ly, lx, ry, rx in lungs:
         in_lung |= ((yy - ly) / ry) ** 2 + ((xx - lx) / rx) ** 2 <= 1
+    return shape, yy, xx, a, cx, body, lungs, in_lung
+
+
+def _film(rng: np.random.Generator, anatomy: dict[str, float], subtype: str) -> np.ndarray:
+    """One (H, W) film in [0, 1]; ``subtype`` "normal", "bacteria" or "virus"."""
+    shape, yy, xx, a, cx, body, lungs, in_lung = _frame(rng, anatomy, 0.04, 0.04)
+    h, w = shape
+    film = np.where(body, 0.62, 0.06)
     ribs = 0.05 * np.sin(2 * np.pi * yy / (rng.uniform(0.07, 0.09) * h)) ** 8
     vessels = 0.04 * np.abs(smooth_noise(rng, shape, 10))
     film = np.where(in_lung, 0.2 + ribs + vessels, film)
@@ -106,17 +116,9 @@ def _hard_opacities(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, lu
 
 def _hard_film(rng: np.random.Generator, anatomy: dict[str, float], subtype: str) -> np.ndarray:
     """One (H, W) film in [0, 1] whose non-disease density varies as much as the disease's."""
-    shape = (int(rng.integers(160, 289)), int(rng.integers(200, 361)))
+    shape, yy, xx, a, cx, body, lungs, in_lung = _frame(rng, anatomy, 0.07, 0.06)
     h, w = shape
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-    a = {k: v * rng.uniform(0.93, 1.07) for k, v in anatomy.items()}
-    cx = w / 2 + rng.uniform(-0.06, 0.06) * w
-    body = ((yy - 0.55 * h) / (a["body_h"] * h)) ** 2 + ((xx - cx) / (a["body_w"] * w)) ** 2 <= 1
     film = np.where(body, 0.62, 0.06)
-    lungs = [(a["lung_y"] * h, cx + s * a["lung_dx"] * w, a["lung_h"] * h, a["lung_w"] * w) for s in (-1, 1)]
-    in_lung = np.zeros(shape, dtype=bool)
-    for ly, lx, ry, rx in lungs:
-        in_lung |= ((yy - ly) / ry) ** 2 + ((xx - lx) / rx) ** 2 <= 1
     ribs = 0.05 * np.sin(2 * np.pi * yy / (rng.uniform(0.07, 0.09) * h)) ** 8
     vessels = rng.uniform(0.02, 0.07) * np.abs(smooth_noise(rng, shape, 10))
     lung = 0.2 + ribs + vessels + 0.03 * smooth_noise(rng, shape, 4)

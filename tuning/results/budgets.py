@@ -21,14 +21,15 @@ UNKNOWN = "unknown"
 
 def data_identity(options: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
     """The prepared data's fingerprint (its cache key) when saved, else where it came from: the
-    dataset folder, or the phantom and its difficulty."""
+    dataset folder, or the phantom and its difficulty (runs saved before phantoms had one used
+    what is now the easy phantom, so their difficulty reads as unsaved)."""
     key = options.get("data_fingerprint") or (summary.get("settings") or {}).get("data", {}).get("cache_key")
     if key:
         return f"fingerprint {key}"
     data = options.get("data") or {}
     if data.get("root"):
         return f"folder {data['root']}"
-    return f"phantom ({data.get('phantom_difficulty', 'hard')})" if options else UNKNOWN
+    return f"phantom ({data.get('phantom_difficulty', 'difficulty unsaved')})" if options else UNKNOWN
 
 
 def run_settings(options: Mapping[str, Any], summary: Mapping[str, Any]) -> dict[str, Any]:

@@ -46,13 +46,23 @@ def _num(value: float, digits: int) -> str:
     return f"{value:.{digits}f}" if np.isfinite(value) else "never"
 
 
+def best_at(log: pd.DataFrame, budget: float) -> float:
+    """The best val so far after ``budget`` trial-epochs (nan before the first report)."""
+    seen = log.loc[log["trial_epochs"] <= budget, "best"]
+    return float(seen.iloc[-1]) if len(seen) else float("nan")
+
+
 def method_rows(logs: dict[str, dict[int, pd.DataFrame]], target: float,
-                real_s: dict[tuple[str, int], float] | None = None) -> pd.DataFrame:
+                real_s: dict[tuple[str, int], float] | None = None,
+                budget: float | None = None) -> pd.DataFrame:
     """Per method: best val found, trial-epochs and simulated wall seconds to ``target``, the
-    budget used, and the seeds that never reached it (medians and IQRs over seeds)."""
+    budget used, and the seeds that never reached it (medians and IQRs over seeds); with
+    ``budget``, also the best val found within that many trial-epochs."""
     rows = []
     for method, runs in logs.items():
         best = [log["best"].iloc[-1] for log in runs.values()]
+        early = {f"best val within {budget:.0f} trial-epochs": _mid(
+            [best_at(log, budget) for log in runs.values()], 4)} if budget else {}
         epochs = [first_reach(log, target, "trial_epochs") for log in runs.values()]
         wall = [first_reach(log, target, "wall_s") for log in runs.values()]
         used = [len(log) for log in runs.values()]
@@ -60,7 +70,7 @@ def method_rows(logs: dict[str, dict[int, pd.DataFrame]], target: float,
         rows.append({"method": method, "seeds": len(runs), "best val found": _mid(best, 4),
                      "trial-epochs to target": _mid(epochs), "sim. wall s to target": _mid(wall),
                      "never reached": sum(not np.isfinite(e) for e in epochs),
-                     "trial-epochs used": _mid(used),
+                     **early, "trial-epochs used": _mid(used),
                      "real s per run": _mid(real) if real else "",
                      "_median_epochs": float(np.median(epochs))})
     return pd.DataFrame(rows)

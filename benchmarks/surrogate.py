@@ -203,6 +203,20 @@ def validate(space: SearchSpace, table: pd.DataFrame, *, folds: int = 5, seed: i
             "recorded_best_iqr": float(np.subtract(*np.percentile(recorded, [75, 25])))}
 
 
+def reach(table: pd.DataFrame, target: float) -> dict[str, float]:
+    """How hard ``target`` is for a search, from the recorded curves: the share of configs whose
+    run reaches it, the median epoch they first do, and the median epoch the others stop at (what
+    a miss costs without early termination)."""
+    first, stops = [], []
+    for _, curve in table.groupby("config"):
+        hit = curve.loc[curve["metric"] >= target, "epoch"]
+        (first.append(hit.min()) if len(hit) else stops.append(curve["epoch"].max()))
+    n = len(first) + len(stops)
+    return {"target": target, "configs_reaching": f"{len(first)} of {n}", "share": len(first) / n,
+            "median_first_epoch": float(np.median(first)) if first else float("nan"),
+            "median_stop_epoch_of_misses": float(np.median(stops)) if stops else float("nan")}
+
+
 def main() -> None:
     from search_spaces import get_space
 
@@ -211,13 +225,23 @@ def main() -> None:
     p.add_argument("--curves", type=Path, help="default: benchmarks/curves/<space>-hard.csv")
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--target-frac", type=float, nargs="*", default=[0.95, 0.99],
+                   help="targets as fractions of the best recorded val, for the reach profile")
     opts = p.parse_args()
     space = get_space(opts.space)
     path = opts.curves or default_curves(opts.space)
-    result = validate(space, read_curves(path), folds=opts.folds, seed=opts.seed)
+    table = read_curves(path)
+    result = validate(space, table, folds=opts.folds, seed=opts.seed)
     print(f"{opts.space} surrogate from {path}, {opts.folds}-fold over configs:")
+    _show(result)
+    for frac in opts.target_frac:
+        print(f"{opts.space}: recorded configs against the target {frac:g} x the best recorded:")
+        _show(reach(table, frac * float(table["metric"].max())))
+
+
+def _show(result: dict[str, Any]) -> None:
     for key, value in result.items():
-        print(f"  {key:22s} {value:.4f}" if isinstance(value, float) else f"  {key:22s} {value}")
+        print(f"  {key:28s} {value:.4f}" if isinstance(value, float) else f"  {key:28s} {value}")
 
 
 if __name__ == "__main__":

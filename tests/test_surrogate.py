@@ -10,7 +10,7 @@ import pytest
 from search_spaces import get_space
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from surrogate import CurveSurrogate, features, validate  # noqa: E402
+from surrogate import CurveSurrogate, features, reach, validate  # noqa: E402
 
 EGFR = get_space("egfr")
 
@@ -119,3 +119,16 @@ def test_the_table_counts_trial_epochs_to_the_target_and_runs_that_never_reach_i
     assert table.loc["a", "never reached"] == 0 and table.loc["b", "never reached"] == 2
     assert table.loc["b", "trial-epochs to target"].startswith("never")
     assert table.loc["a", "best val found"] == "0.9100 [0.9050, 0.9300]"
+    within = method_rows(logs, target=0.9, budget=2).set_index("method")["best val within 2 trial-epochs"]
+    assert within["a"] == "0.9000 [0.8000, 0.9250]"  # best of the first 2 epochs: 0.9, 0.95, 0.7
+
+
+def test_the_reach_profile_counts_configs_that_reach_a_target_and_when():
+    def curve(config, values):
+        return pd.DataFrame({"config": config, "epoch": range(1, len(values) + 1), "metric": values})
+
+    table = pd.concat([curve(0, [0.5, 0.8, 0.96]), curve(1, [0.97]), curve(2, [0.6, 0.7, 0.7, 0.7])])
+    profile = reach(table, 0.95)
+    assert profile["configs_reaching"] == "2 of 3" and profile["share"] == pytest.approx(2 / 3)
+    assert profile["median_first_epoch"] == 2.0  # epochs 3 and 1
+    assert profile["median_stop_epoch_of_misses"] == 4.0

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from core.config import DataConfig, ModelConfig, TrialConfig
+from core.data.phantoms import luna16 as phantom
 from core.data.phantoms.luna16 import luna16_phantom
 from core.data.prepared import DataOptions
 from core.data.sampling import NegativeRatioSampler, sampler_for
@@ -296,7 +297,8 @@ def hard_phantom(tmp_path_factory) -> Path:
 def test_easy_phantom_is_unchanged_and_hard_differs(tmp_path, hard_phantom):
     easy, hard = luna16_phantom(tmp_path, n_series=6, seed=1, difficulty="easy"), hard_phantom
     assert _content(easy) == EASY_CONTENT
-    assert easy.name.replace("easy", "hard") == hard.name and _content(hard) != EASY_CONTENT
+    assert easy.name == "luna16-v3-easy-n6-s1" and hard.name == "luna16-hard-v4-hard-n6-s1"
+    assert _content(hard) != EASY_CONTENT
     assert not (easy / "annotations_excluded.csv").exists()
     names = lambda folder: sorted(p.relative_to(folder).parts[0] for p in folder.iterdir())  # noqa: E731
     assert names(hard) == sorted([*names(easy), "annotations_excluded.csv"])
@@ -306,7 +308,24 @@ def test_easy_phantom_is_unchanged_and_hard_differs(tmp_path, hard_phantom):
     excluded = pd.read_csv(hard / "annotations_excluded.csv")
     assert list(excluded.columns) == [*COLUMNS, "diameter_mm"]
     annotated = pd.read_csv(hard / "annotations.csv")["diameter_mm"]
-    assert annotated.between(3.0, 10.0).all() and annotated.median() < 6.5  # small, as in LUNA16
+    assert annotated.between(3.5, 15.5).all() and annotated.median() < 9.0  # small, as in LUNA16
+
+
+def test_default_sizes_easy_24_series_hard_44(tmp_path, monkeypatch):
+    """Hard default: more series than easy, so val and test each get several nodule series."""
+    made = {}
+    monkeypatch.setattr(phantom, "generate_once", lambda folder, fill, *, meta: made.setdefault(
+        meta["difficulty"], (folder.name, meta["n_series"])))
+    luna16_phantom(tmp_path, difficulty="easy")
+    luna16_phantom(tmp_path, difficulty="hard")
+    assert made == {"easy": ("luna16-v3-easy-n24-s0", 24), "hard": ("luna16-hard-v4-hard-n44-s0", 44)}
+
+
+def test_hard_series_carry_up_to_six_nodules():
+    """A quarter of the series (at least 3) hold no nodule, the rest 1-6, about 3.5 on average."""
+    counts = phantom._counts(np.random.default_rng(0), 400, most=phantom.HARD_MOST_NODULES)
+    assert (counts == 0).sum() == 100 and counts.max() == 6
+    assert 3.2 < counts[counts > 0].mean() < 3.8
 
 
 def test_hard_phantom_positives_are_off_centre_and_negatives_look_alike(hard_phantom):

@@ -24,6 +24,9 @@ from core.imageio import Geometry, voxel_to_world, write_volume
 logger = logging.getLogger(__name__)
 
 VERSION = "luna16-v3"
+HARD_VERSION = "luna16-hard-v4"  # the hard scans' own version: changing them leaves easy caches valid
+HARD_N_SERIES = 44  # default hard size: 6-7 series, 13+ positive candidates, in val and in test
+HARD_MOST_NODULES = 6  # nodules in a hard series that has any: 1-6 (LUNA16 has up to ~6 a scan)
 SHAPE = (64, 96, 96)  # (z, y, x) voxels
 UID_ROOT = "1.3.6.1.4.1.14519.5.2.1.6279.6001."
 DIRECTIONS = (
@@ -117,10 +120,10 @@ def _world(points_mm: list[np.ndarray], spacing_zyx: np.ndarray, geometry: Geome
     return voxel_to_world(np.asarray(points_mm) / spacing_zyx, geometry)
 
 
-def _counts(rng: np.random.Generator, n_series: int) -> np.ndarray:
-    """Nodules per series: a quarter (at least 3) without any, as LUNA16 has, the rest 1-3."""
+def _counts(rng: np.random.Generator, n_series: int, *, most: int = 3) -> np.ndarray:
+    """Nodules per series: a quarter (at least 3) without any, as LUNA16 has, the rest 1-``most``."""
     n_clear = max(3, round(0.25 * n_series))
-    return rng.permutation([0] * n_clear + list(rng.integers(1, 4, size=n_series - n_clear)))
+    return rng.permutation([0] * n_clear + list(rng.integers(1, most + 1, size=n_series - n_clear)))
 
 
 def _generate(folder: Path, n_series: int, seed: int) -> None:
@@ -146,7 +149,7 @@ def _generate_hard(folder: Path, n_series: int, seed: int) -> None:
     """The hard scans (``luna16_hard``): look-alike negatives, off-centre positive candidates,
     and excluded nodules whose candidates are labelled 0."""
     rng = np.random.default_rng([seed, 1])
-    counts = _counts(rng, n_series)
+    counts = _counts(rng, n_series, most=HARD_MOST_NODULES)
     annotations: list[tuple] = []
     excluded: list[tuple] = []
     candidates: list[tuple] = []
@@ -189,21 +192,25 @@ def _write_tables(folder: Path, rng: np.random.Generator, annotations: list, can
                   "probability": []}).to_csv(folder / "sampleSubmission.csv", index=False)
 
 
-def luna16_phantom(cache_dir: Path, *, n_series: int = 24, seed: int = 0,
+def luna16_phantom(cache_dir: Path, *, n_series: int | None = None, seed: int = 0,
                    difficulty: str = "hard") -> Path:
     """Folder of a synthetic LUNA16 dataset, generated on first use (seconds) and reused after.
 
-    ``easy``: the scans described above; ``hard``: ``luna16_hard``'s scans, in the same layout
-    plus annotations_excluded.csv.
+    ``easy``: the scans described above (default 24 series); ``hard``: ``luna16_hard``'s scans,
+    in the same layout plus annotations_excluded.csv (default 44 series, 1-6 nodules in each
+    series that has any, so val and test each hold enough positives for a readable AUROC).
     """
     check_difficulty(difficulty)
+    if n_series is None:
+        n_series = HARD_N_SERIES if difficulty == "hard" else 24
     if n_series < 6:
         raise ValueError(f"luna16_phantom needs n_series >= 6 so every split gets both kinds of "
                          f"series, got {n_series}")
-    folder = Path(cache_dir) / "phantoms" / f"{VERSION}-{difficulty}-n{n_series}-s{seed}"
+    version = HARD_VERSION if difficulty == "hard" else VERSION
+    folder = Path(cache_dir) / "phantoms" / f"{version}-{difficulty}-n{n_series}-s{seed}"
     if not (folder / MARKER).is_file():
         logger.info("Generating the LUNA16 phantom (%d series, seed %d) in %s", n_series, seed, folder)
     generate = _generate_hard if difficulty == "hard" else _generate
     return generate_once(folder, lambda staging: generate(staging, n_series, seed),
-                         meta={"version": VERSION, "n_series": n_series, "seed": seed,
+                         meta={"version": version, "n_series": n_series, "seed": seed,
                                "difficulty": difficulty})

@@ -1,14 +1,16 @@
 """The hard LUNA16 phantom's scans: small nodules among look-alike vessels, bumps and specks.
 
 Each series is the easy phantom's 64x96x96 (z, y, x) chest patch made harder in the ways that make
-real candidate classification hard: nodules are mostly small (3-10 mm, skewed to 3-5 mm), a third
-sub-solid (ground glass, -650..-450 HU), some touching the pleura or sitting on a vessel; vessels
-are many bright branching tubes (radius 0.5-2.2 mm, -200..+40 HU), mostly steep in z so that an
-axial slice shows them as round blobs, and their junctions look like blobs; the pleura carries flat bumps; tiny 1.5-2.8 mm specks look like nodules but, as in LUNA16, are not
-annotated; the lung has a textured background and stronger noise. Negatives sit mostly on those
-look-alikes. Label noise as in the challenge: positive candidates lie off the nodule's centre, and
-about one nodule in eight is left out of annotations.csv (a minority of readers marked it), listed
-in annotations_excluded.csv with its candidates labelled 0.
+real candidate classification hard: nodules are mostly small (3.5-15.5 mm, median ~7 mm, as
+LUNA16's annotated nodules), a fifth sub-solid (ground glass, -650..-450 HU), some touching the
+pleura or sitting on a vessel; vessels are many branching tubes (radius 0.6-1.8 mm, -450..+50 HU,
+the thin ones dimmer from partial volume), mostly steep in z so that an axial slice shows them as
+round blobs, and their junctions look like blobs; the pleura carries flat bumps; tiny 1.5-2.8 mm
+specks look like nodules but, as in LUNA16, are not annotated; the lung has a textured background
+and stronger noise. Half the negatives sit on those look-alikes. Label noise as in the challenge:
+positive candidates lie off the nodule's centre, and about one nodule in eight is left out of
+annotations.csv (a minority of readers marked it), listed in annotations_excluded.csv with its
+candidates labelled 0.
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ from scipy.ndimage import gaussian_filter
 SHAPE = (64, 96, 96)  # (z, y, x) voxels, as the easy phantom
 LUNG = 0.86  # lung radius as a fraction of the in-plane half-extent
 EXCLUDED_FRACTION = 0.12  # nodules only a minority of readers marked: class 0, not annotated
-SUBSOLID_FRACTION = 0.35
+SUBSOLID_FRACTION = 0.2
+NOISE_HU = 40.0  # standard deviation of the scan noise
 
 
 @dataclass
@@ -79,7 +82,7 @@ class _Scan:
         wall = np.sqrt((self.grid[1] - self.centre[1]) ** 2 + (self.grid[2] - self.centre[2]) ** 2)
         self.wall = np.broadcast_to(wall, SHAPE)
         texture = gaussian_filter(rng.normal(size=SHAPE).astype(np.float32), sigma=(1.0, 3.0, 3.0))
-        lung = -860.0 + 60.0 * texture / (texture.std() + 1e-6)
+        lung = -860.0 + 40.0 * texture / (texture.std() + 1e-6)
         body = np.where(self.wall < self.radius, lung, np.where(wall < self.radius / LUNG, 40.0, -1000.0))
         self.volume = body.astype(np.float32)
         self.vessels: list[tuple[np.ndarray, np.ndarray]] = []
@@ -98,10 +101,11 @@ class _Scan:
 
     def add_vessels(self) -> None:
         """Trunks through the lung and branches leaving them; branch points are junctions."""
-        for _ in range(self.rng.integers(9, 14)):
+        for _ in range(self.rng.integers(4, 8)):
             # steep trunks cross axial slices as round blobs: only their run along z tells them apart
             point, axis = self.lung_point(0.85), _unit(self.rng, squash_z=1.5)
-            radius, hu = self.rng.uniform(0.8, 2.2), self.rng.uniform(-200, 40)
+            radius = self.rng.uniform(0.6, 1.8)
+            hu = self.rng.uniform(-450, -150) + 200 * (radius - 0.6) / 1.2  # thin: more partial volume
             _paint(self.volume, _distance(self.grid, point, axis), radius, hu)
             self.vessels.append((point, axis))
             for _ in range(self.rng.integers(0, 3)):
@@ -166,16 +170,17 @@ class _Scan:
 
 
 def _negative(scan: _Scan, rng: np.random.Generator) -> np.ndarray:
-    """One negative candidate point, mostly on a look-alike: vessel, junction, bump or speck."""
+    """One negative candidate point, half on a look-alike (vessel, junction, bump or speck), the rest
+    in plain lung or near a face."""
     kind = rng.uniform()
-    if kind < 0.35:
+    if kind < 0.25:
         start, axis = scan.vessels[rng.integers(len(scan.vessels))]
         return start + axis * rng.uniform(-30, 30)
     looks = [scan.junctions, scan.bumps, scan.specks]
-    for bound, points in zip((0.55, 0.65, 0.8), looks):
+    for bound, points in zip((0.35, 0.42, 0.5), looks):
         if kind < bound and points:
             return points[rng.integers(len(points))] + rng.normal(0, 0.5, 3)
-    if kind < 0.92:
+    if kind < 0.88:
         return scan.lung_point(0.95)
     point = rng.uniform(0, 1, size=3) * scan.extent
     face = int(rng.integers(3))  # within 4 voxels of a face: the cutout needs padding
@@ -193,10 +198,10 @@ def hard_series(rng: np.random.Generator, n_nodules: int) -> HardSeries:
     scan.add_specks()
     out = HardSeries(volume=scan.volume, spacing=scan.spacing)
     for _ in range(n_nodules):
-        diameter = 3.0 + 7.0 * rng.beta(1.2, 2.5)  # 3-10 mm, most under 6 mm
+        diameter = 3.5 + 12.0 * rng.beta(1.6, 3.0)  # 3.5-15.5 mm, median ~7 mm (LUNA16: mean 8.3)
         finding = (scan.add_nodule(diameter), diameter)
         (out.excluded if rng.uniform() < EXCLUDED_FRACTION else out.nodules).append(finding)
-    out.volume += rng.normal(0, 60, size=SHAPE).astype(np.float32)
+    out.volume += rng.normal(0, NOISE_HU, size=SHAPE).astype(np.float32)
     findings = out.nodules + out.excluded
     wanted = rng.integers(50, 70)
     while len(out.negatives) < wanted:

@@ -173,7 +173,7 @@ def test_the_cli_resolves_auto_to_the_searchs_scheduler():
 
 @pytest.mark.parametrize("search,scheduler,kinds", [
     ("tpe", "auto", ("OptunaSearch", "AsyncHyperBandScheduler")),
-    ("random", "none", ("BasicVariantGenerator", "FIFOScheduler")),
+    ("random", "none", ("OptunaSearch", "FIFOScheduler")),
     pytest.param("wandb-bayes", "auto", ("WandbBayesSearch", "WandbHyperband"), marks=needs_sweeps),
     pytest.param("wandb-bayes", "asha", ("WandbBayesSearch", "AsyncHyperBandScheduler"),
                  marks=needs_sweeps),
@@ -197,6 +197,23 @@ def test_bohb_proposes_the_seed_defaults_first_then_configs_inside_the_space():
         assert all(inside(dist, config[key]) for key, dist in EGFR.search.items()), config
     scheduler = build_scheduler(EGFR, settings)
     assert (scheduler._max_t_attr, scheduler._eta) == (27, 3)
+
+
+@pytest.mark.parametrize("search", ["random", "tpe"])
+def test_a_search_starts_from_seed_defaults_that_hold_a_tuple(search):
+    """The UNet's channels are a tuple: the segmentation space's seed point must still come first."""
+    from search_spaces import get_space
+
+    space, overrides = get_space("segmentation"), {"data/shape": (64, 64)}
+    settings = SweepSettings(search=search, max_concurrent=2, max_epochs=20, seed=3)
+    searcher = build_searcher(space, settings, overrides).searcher
+    searcher.set_search_properties(space.metric, space.mode, param_space(space, overrides))
+    configs = [flatten(searcher.suggest(f"t{i}")) for i in range(2)]
+    assert {key: tuple(configs[0][key]) if key == "model/channels" else configs[0][key]
+            for key in space.search} == seed_point(space, overrides)
+    assert all(inside(dist, configs[1][key]) for key, dist in space.search.items()), configs[1]
+    if search == "random":
+        assert type(searcher._ot_study.sampler).__name__ == "RandomSampler"
 
 
 @pytest.mark.parametrize("target", ["sqlite", "study.db", "study.log"])

@@ -1,7 +1,7 @@
 """Which search proposes configs and which scheduler stops trials early, from ``SweepSettings``.
 
 Every search starts from the seed project's defaults and runs on the same budget (trials x epochs):
-``tpe`` (Optuna, seeded), ``random`` (Ray's seeded random sampling of the same param space),
+``tpe`` (Optuna, seeded), ``random`` (Optuna's seeded uniform sampling of the same param space),
 ``wandb-bayes`` (W&B's own bayes engine, run locally) and ``bohb`` (HpBandSter's BOHB through
 Ray's ``TuneBOHB``). Schedulers: ``asha`` (Ray's ASHA), ``wandb-hyperband`` (W&B's hyperband rule),
 ``bohb-hyperband`` (Ray's ``HyperBandForBOHB``) or ``none`` (every trial runs its full budget unless
@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandForBOHB, TrialScheduler
-from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, SearchAlgorithm, Searcher
+from ray.tune.search import ConcurrencyLimiter, SearchAlgorithm, Searcher
 
 from core.errors import ConfigError
 from core.metrics import SCORE
 from search_spaces.types import Choice, SearchSpace
 from tuning.search.settings import SCHEDULERS, SEARCHES
-from tuning.search.space import nest
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
@@ -121,10 +120,14 @@ def optuna_storage(target: str) -> BaseStorage:
     return optuna.storages.RDBStorage(f"sqlite:///{path}")
 
 
-def tpe_sampler(settings: SweepSettings) -> Any:
-    """Optuna's TPE, seeded, with the settings' startup trials and (uni/multi)variate model."""
+def optuna_sampler(settings: SweepSettings) -> Any:
+    """The run's Optuna sampler, seeded: uniform random sampling for ``random`` (Ray's own random
+    search cannot start from a seed point that holds a tuple, such as the UNet's channels), else
+    TPE with the settings' startup trials and (uni/multi)variate model."""
     import optuna
 
+    if settings.search == "random":
+        return optuna.samplers.RandomSampler(seed=settings.seed)
     return optuna.samplers.TPESampler(seed=settings.seed, n_startup_trials=settings.tpe_startup_trials,
                                       multivariate=settings.tpe_multivariate)
 
@@ -136,10 +139,6 @@ def build_searcher(space: SearchSpace, settings: SweepSettings, overrides: dict[
     check_search(settings)
     first = seed_point(space, overrides)
     points = [first] if first else []
-    if settings.search == "random":
-        return BasicVariantGenerator(points_to_evaluate=[nest(point) for point in points],
-                                     max_concurrent=settings.max_concurrent,
-                                     random_state=settings.seed)
     if settings.search == "wandb-bayes":
         from tuning.search.wandb_search import WandbBayesSearch
 
@@ -156,7 +155,7 @@ def build_searcher(space: SearchSpace, settings: SweepSettings, overrides: dict[
 
         storage = optuna_storage(settings.optuna_storage) if settings.optuna_storage else None
         searcher = OptunaSearch(metric=tune_metric(space, settings), mode=space.mode,
-                                sampler=tpe_sampler(settings),
+                                sampler=optuna_sampler(settings),
                                 points_to_evaluate=points or None, storage=storage,
                                 study_name=study_name if storage is not None else None)
     return ConcurrencyLimiter(searcher, max_concurrent=settings.max_concurrent)

@@ -86,6 +86,8 @@ def report(spaces: dict[str, Path], opts: argparse.Namespace) -> str:
         if not runs:
             continue
         best_any = max(log["best"].iloc[-1] for log in runs)
+        if opts.target_of == "recorded":  # the best config the curves hold, not a lucky draw
+            best_any = float(read_curves(spaces[space_name])["metric"].max())
         targets[space_name] = opts.target_frac * best_any
         timing = folder / "real_seconds.json"
         seconds = json.loads(timing.read_text()) if timing.exists() else {}
@@ -94,12 +96,17 @@ def report(spaces: dict[str, Path], opts: argparse.Namespace) -> str:
         table = method_rows(logs[space_name], targets[space_name], real,
                             budget=_third_of_random(logs[space_name], targets[space_name]))
         sections.append(f"### {space_name}: target {targets[space_name]:.4f} = "
-                        f"{opts.target_frac:g} x the best val any run found ({best_any:.4f})\n\n"
+                        f"{opts.target_frac:g} x the best val {_OF[opts.target_of]} ({best_any:.4f})\n\n"
                         f"{markdown(table)}\n")
-    plot_anytime({s: logs[s] for s in targets}, targets, opts.figure)
+    # the figure shows the methods as they ship; variants of their settings are in the table only
+    plot_anytime({s: {m: runs for m, runs in logs[s].items() if m in METHODS} for s in targets},
+                 targets, opts.figure)
     text = "\n".join(sections)
     (opts.out / "search_methods.md").write_text(text, encoding="utf-8")
     return text
+
+
+_OF = {"runs": "any run found", "recorded": "of the recorded curves"}
 
 
 def _third_of_random(logs: dict[str, dict[int, Any]], target: float) -> float | None:
@@ -127,6 +134,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                    help="fixed config overrides the curves were recorded with")
     p.add_argument("--variant", default="", help="a label for --sweep settings, e.g. 'grace 3'")
     p.add_argument("--target-frac", type=float, default=0.95)
+    p.add_argument("--target-of", choices=list(_OF), default="runs",
+                   help="the target is a fraction of the best val any run found, or of the best "
+                        "config the recorded curves hold")
     p.add_argument("--out", type=Path, default=Path("results/search-methods"))
     p.add_argument("--figure", type=Path, default=HERE / "figures" / "search_methods.png")
     p.add_argument("--report-only", action="store_true")

@@ -98,8 +98,9 @@ def report(spaces: dict[str, Path], opts: argparse.Namespace) -> str:
         sections.append(f"### {space_name}: target {targets[space_name]:.4f} = "
                         f"{opts.target_frac:g} x the best val {_OF[opts.target_of]} ({best_any:.4f})\n\n"
                         f"{markdown(table)}\n")
-    # the figure shows the methods as they ship; variants of their settings are in the table only
-    plot_anytime({s: {m: runs for m, runs in logs[s].items() if m in METHODS} for s in targets},
+    # the figure shows the methods as they ship, in one order (one colour each in every panel);
+    # variants of their settings are in the table only
+    plot_anytime({s: {m: logs[s][m] for m in METHODS if m in logs[s]} for s in targets},
                  targets, opts.figure)
     text = "\n".join(sections)
     (opts.out / "search_methods.md").write_text(text, encoding="utf-8")

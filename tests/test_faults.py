@@ -22,6 +22,7 @@ from tuning.search.settings import SweepSettings
 from tuning.search.space import nest
 from tuning.search.sweep import build_tuner, sweep_trainable
 from tuning.search.trials import trial_status, trials_table
+from tuning.search.workers import worker_runtime_env
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,7 +86,7 @@ def test_a_lost_worker_node_costs_only_time(no_ray, tmp_path):
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     worker = cluster.add_node(num_cpus=1)
-    ray.init(address=cluster.address)
+    ray.init(address=cluster.address, runtime_env=worker_runtime_env())  # as tuning.run starts Ray
     try:
         space = tiny_space()
         settings = SweepSettings(num_samples=4, max_epochs=6, max_concurrent=2, grace_period=6,

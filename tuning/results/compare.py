@@ -51,16 +51,11 @@ def read_run(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return summary, options
 
 
-def settings_of(folder: Path) -> dict[str, Any]:
-    """A run's budget, method and seed (``tuning.results.budgets.run_settings``)."""
-    summary, options = read_run(folder)
-    return run_settings(options, summary)
+def run_row(folder: Path, summary: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """One run as a flat row: counts, wall time, best sweep score and final test metrics + CIs.
 
-
-def run_row(folder: Path) -> dict[str, Any]:
-    """One run as a flat row: counts, wall time, best sweep score and final test metrics + CIs."""
-    summary, options = read_run(folder)
-    settings = run_settings(options, summary)
+    summary: the run's ``summary.json``; settings: its ``run_settings`` (search and scheduler).
+    """
     search, scheduler = settings["search"], settings["scheduler"]
     metric, mode = summary["selection_metric"], summary["mode"]
     scores = pd.to_numeric(read_trials(folder)[f"best_{metric}"], errors="coerce")
@@ -144,13 +139,13 @@ def compare_runs(folders: list[Path], out: Path, *, order: str = "given") -> Com
     Every folder is checked first, so a bad one stops the comparison before anything is written.
     """
     folders = [Path(f) for f in folders]
-    for folder in folders:
-        check_run(folder)
-    table, order_note = ordered(pd.DataFrame([run_row(folder) for folder in folders]), order)
+    runs = [read_run(folder) for folder in folders]  # checks every folder, reads each once
+    settings = [run_settings(options, summary) for summary, options in runs]
+    rows = [run_row(folder, summary, s) for folder, (summary, _), s in zip(folders, runs, settings)]
+    table, order_note = ordered(pd.DataFrame(rows), order)
     names = [folder.name for folder in folders]
     if len(set(names)) < len(names):
         names = [str(folder) for folder in folders]
-    settings = [settings_of(folder) for folder in folders]
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "compare.csv", index=False)
     curves, missing = anytime_curves(table)

@@ -12,7 +12,6 @@ import argparse
 import ast
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +35,7 @@ def winner(runs: dict[int, pd.DataFrame]) -> tuple[int, dict[str, Any], float]:
     by_best = sorted(runs, key=lambda seed: runs[seed]["best"].iloc[-1])
     seed = by_best[len(by_best) // 2]
     row = runs[seed].loc[runs[seed]["metric"].idxmax()]
-    return seed, read_config(row["config"]), float(row["metric"])
-
-
-def read_config(text: str) -> dict[str, Any]:
-    """A logged config back as a dict; numpy scalars (``np.float64(0.001)``, as BOHB proposes
-    them) read as their plain values."""
-    return ast.literal_eval(re.sub(r"np\.\w+\(([^()]*)\)", r"\1", text))
+    return seed, ast.literal_eval(row["config"]), float(row["metric"])
 
 
 def retrain(space_name: str, params: dict[str, Any], data: Any, *, overrides: dict[str, Any],

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from ray import cloudpickle, tune
 
@@ -104,7 +105,14 @@ class EpochLog(tune.Callback):
                           "metric": result[self.metric],
                           # a real trial's own clock when it is no surrogate
                           "seconds": result.get(EPOCH_SECONDS, result.get("time_this_iter_s")),
-                          "config": repr({k: v for k, v in flatten(trial.config).items() if k in self.keys})})
+                          "config": repr({k: _python(v) for k, v in flatten(trial.config).items()
+                                          if k in self.keys})})
+
+
+def _python(value: Any) -> Any:
+    """A numpy scalar (as BOHB proposes them) as the Python value, so a logged config reads back
+    with ``ast.literal_eval``."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def anytime(rows: list[dict[str, Any]], slots: int) -> pd.DataFrame:

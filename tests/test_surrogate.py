@@ -1,5 +1,6 @@
 """The search benchmark's surrogate: on a synthetic curves table whose best config is known, it
 ranks held-out configs, keeps the budget and early stopping, and its noise is seeded."""
+import ast
 import sys
 from pathlib import Path
 
@@ -94,7 +95,7 @@ def test_medtunes_searcher_runs_in_ray_tune_on_the_surrogate(ray_local, table, m
     assert log["trial"].nunique() == 6 and len(log) <= 6 * 9 and seconds > 0
     seed_point = {k: EGFR.fixed[k] for k in EGFR.search} | {"optim/weight_decay": 1e-6}
     # the seed defaults are a trial of every method (with 2 slots its first report need not come first)
-    assert seed_point in [eval(config) for config in log["config"].unique()]
+    assert seed_point in [ast.literal_eval(config) for config in log["config"].unique()]
     for _, epochs in log.groupby("trial")["epoch"]:  # a resumed trial continues from a checkpoint
         epochs = list(epochs)
         assert epochs[0] == 1 and all(b <= max(epochs[:i + 1]) + 1 for i, b in enumerate(epochs[1:]))

@@ -9,13 +9,15 @@ trainable is simulated (``benchmarks/search_sim.py``: no sleeping, a simulated c
 Methods: random (no early termination), random + ASHA, TPE (none), TPE + ASHA (medtune's default),
 W&B bayes + W&B hyperband, BOHB (TuneBOHB + HyperBandForBOHB). Each (space, method, seed) run's
 epoch log is saved under ``--out`` and skipped when present, so runs can be split over processes
-(``--methods``) and resumed. The target is ``--target-frac`` of the best val any run found.
+(``--methods``) and resumed. The target is ``--target-frac`` of the best val any run found, or
+with ``--target-of recorded`` of the best config the recorded curves hold.
 
 Writes ``--out``/search_methods.md (the table per space) and the anytime figure ``--figure``.
 """
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import logging
 import os
@@ -56,8 +58,7 @@ def run_space(space_name: str, curves: Path, opts: argparse.Namespace) -> None:
     timing = folder / "real_seconds.json"
     for name in opts.methods:
         label = f"{name} {opts.variant}" if opts.variant else name
-        names = json.loads((folder / NAMES).read_text()) if (folder / NAMES).exists() else {}
-        (folder / NAMES).write_text(json.dumps({**names, slug(label): label}, indent=1))
+        update_json(folder / NAMES, slug(label), label)
         for seed in range(opts.seeds):
             path = folder / f"{slug(label)}-s{seed}.csv"
             if path.exists():
@@ -69,10 +70,23 @@ def run_space(space_name: str, curves: Path, opts: argparse.Namespace) -> None:
                                       num_samples=opts.trials, max_epochs=epochs, slots=opts.slots,
                                       overrides=opts.overrides, settings=opts.settings)
             log.to_csv(path, index=False)
-            record = json.loads(timing.read_text()) if timing.exists() else {}
-            timing.write_text(json.dumps({**record, path.stem: seconds}, indent=1))
+            update_json(timing, path.stem, seconds)
             print(f"{space_name} {label} seed {seed}: best {log['best'].iloc[-1]:.4f}, "
                   f"{len(log)} trial-epochs, {seconds:.0f} s", flush=True)
+
+
+def update_json(path: Path, key: str, value: Any) -> None:
+    """Set ``key`` in the JSON object at ``path`` under an exclusive lock: processes running other
+    ``--methods`` of the same space write the same files."""
+    with open(path, "a+", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.seek(0)
+        record = json.loads(handle.read() or "{}")
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps({**record, key: value}, indent=1))
+        handle.flush()
+        fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def report(spaces: dict[str, Path], opts: argparse.Namespace) -> str:

@@ -210,7 +210,10 @@ def reach(table: pd.DataFrame, target: float) -> dict[str, float]:
     first, stops = [], []
     for _, curve in table.groupby("config"):
         hit = curve.loc[curve["metric"] >= target, "epoch"]
-        (first.append(hit.min()) if len(hit) else stops.append(curve["epoch"].max()))
+        if len(hit):
+            first.append(hit.min())
+        else:
+            stops.append(curve["epoch"].max())
     n = len(first) + len(stops)
     return {"target": target, "configs_reaching": f"{len(first)} of {n}", "share": len(first) / n,
             "median_first_epoch": float(np.median(first)) if first else float("nan"),

@@ -19,6 +19,7 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 import pandas as pd  # noqa: E402
 import ray  # noqa: E402
 import yaml  # noqa: E402
+from search_report import best_at  # noqa: E402
 from search_sim import EpochLog, Method, anytime, run_method  # noqa: E402
 from surrogate import CurveSurrogate, default_curves, read_curves  # noqa: E402
 
@@ -46,13 +47,13 @@ def real_sweep(space_name: str, settings: SweepSettings, overrides: dict, diffic
 
 
 def describe(log: pd.DataFrame, budget: int) -> dict[str, float]:
-    """Trial-epochs, best val, trials per epochs-reached bucket and best at quarters of budget."""
+    """Trial-epochs, best val, trials and the median epochs a trial ran, and the best val after
+    each quarter of ``budget`` trial-epochs."""
     reached = log.groupby("trial")["epoch"].max()
     row = {"trial_epochs": len(log), "best": log["best"].iloc[-1],
            "trials": len(reached), "median_epochs_per_trial": float(reached.median())}
     for q in (0.25, 0.5, 0.75, 1.0):
-        hit = log.loc[log["trial_epochs"] <= q * budget, "best"]
-        row[f"best@{q:g}budget"] = float(hit.iloc[-1]) if len(hit) else float("nan")
+        row[f"best@{q:g}budget"] = best_at(log, q * budget)
     return row
 
 

@@ -7,11 +7,12 @@ Patients keep their anatomy over 1-4 films and are named as in the real set (``I
 ``NORMAL2-IM-1427-0001``, ``person12_bacteria_45``); val/ is tiny (8 + 8 films), as in the real set.
 
 ``hard`` (the default) leaves room to search. Train is about 73 % pneumonia films, as in the real
-set. Every film carries density that is not disease (breast and soft-tissue shadows, a heart shadow
-of varying size, denser or fainter vessel markings, exposure), and the opacities are faint and
-small: a lobar patch or two a few per cent denser than the lung (bacteria) or faint patches
-(virus), both with a mottled texture a few pixels across. About 3 % of films show the other class
-than their folder says (a resolved pneumonia, a missed one). ``easy`` is the set above, unchanged.
+set. Every film carries density that is not disease (breast and soft-tissue shadows, a heart
+shadow of varying size, denser or fainter vessel markings, exposure), and the opacities are
+local: a lobar patch or two (bacteria, 14-25 % of the grey range denser than the lung) or 3-5
+fainter patches (virus, 7-13 %), each 5-12 % of the film's short side wide (Gaussian sigma) and
+mottled. About 3 % of films show the other class than their folder says (a resolved pneumonia, a
+missed one). ``easy`` is the set above, unchanged.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from core.imageio import write_image_2d
 logger = logging.getLogger(__name__)
 
 # the generator per difficulty: a changed one gets a new version, so an old folder is not reused
-VERSIONS = {"easy": "xray-v1", "hard": "xray-v2"}
+VERSIONS = {"easy": "xray-v1", "hard": "xray-v3"}
 # patients per (split, class): about 3 pneumonia per normal film in train, as in the real set
 PATIENTS = {"train": (36, 56), "val": (8, 8), "test": (16, 24)}
 HARD_PATIENTS = {"train": (26, 70), "val": (8, 8), "test": (16, 24)}  # train ~73 % pneumonia films
@@ -103,14 +104,14 @@ def _film(rng: np.random.Generator, anatomy: dict[str, float], subtype: str) -> 
 
 def _hard_opacities(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, lungs: list[tuple],
                     subtype: str) -> np.ndarray:
-    """Faint mottled patches in the lungs: one or two denser (bacteria) or several fainter (virus)."""
+    """Mottled patches in the lungs: one or two dense (bacteria) or several fainter (virus)."""
     if subtype == "virus":
         total = _gaussian_patches(rng, yy, xx, lungs, int(rng.integers(3, 6)), (0.6, 0.5),
-                                  (0.03, 0.06), (0.03, 0.06))
+                                  (0.05, 0.08), (0.07, 0.13))
     else:
         total = _gaussian_patches(rng, yy, xx, lungs, int(rng.integers(1, 3)), (0.6, 0.5),
-                                  (0.03, 0.08), (0.05, 0.1))
-    mottle = 0.5 + 0.5 * np.abs(smooth_noise(rng, yy.shape, min(yy.shape) // 6))  # alveolar filling
+                                  (0.06, 0.12), (0.14, 0.25))
+    mottle = 0.7 + 0.3 * np.abs(smooth_noise(rng, yy.shape, min(yy.shape) // 6))  # alveolar filling
     return total * mottle
 
 

@@ -9,7 +9,9 @@ trainable is simulated (``benchmarks/search_sim.py``: no sleeping, a simulated c
 Methods: random (no early termination), random + ASHA, TPE (none), TPE + ASHA (medtune's default),
 W&B bayes + W&B hyperband, BOHB (TuneBOHB + HyperBandForBOHB). Each (space, method, seed) run's
 epoch log is saved under ``--out`` and skipped when present, so runs can be split over processes
-(``--methods``) and resumed. The target is ``--target-frac`` of the best val any run found, or
+(``--methods``) and resumed. ``--range KEY=[LOW,HIGH]`` narrows a searched range (or a choice's
+values) for the runs, a variant to label with ``--variant``; the surrogate stays fitted on the
+space as recorded. The target is ``--target-frac`` of the best val any run found, or
 with ``--target-of recorded`` of the best config the recorded curves hold.
 
 Writes ``--out``/search_methods.md (the table per space) and the anytime figure ``--figure``.
@@ -17,6 +19,7 @@ Writes ``--out``/search_methods.md (the table per space) and the anytime figure 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import fcntl
 import json
 import logging
@@ -26,10 +29,6 @@ from typing import Any
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-# the simulated trials need none of Tune's per-trial result files (CSV, JSON, TensorBoard)
-os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-# ...so Tune's result grid finds no result.json to read back: a warning per run, expected here
-logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
 
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
@@ -38,6 +37,7 @@ from search_sim import METHODS, run_method  # noqa: E402
 from surrogate import CurveSurrogate, default_curves, read_curves  # noqa: E402
 
 from search_spaces import get_space  # noqa: E402
+from search_spaces.types import Choice, SearchSpace  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 NAMES = "methods.json"  # file slug -> the method's name (with its variant), in the order first run
@@ -53,6 +53,7 @@ def run_space(space_name: str, curves: Path, opts: argparse.Namespace) -> None:
     table = read_curves(curves)
     epochs = opts.epochs or int(table["epoch"].max())
     surrogate = CurveSurrogate(space, table, epochs=epochs, seed=0)
+    space = narrowed(space, opts.ranges)
     folder = opts.out / space_name
     folder.mkdir(parents=True, exist_ok=True)
     timing = folder / "real_seconds.json"
@@ -73,6 +74,21 @@ def run_space(space_name: str, curves: Path, opts: argparse.Namespace) -> None:
             update_json(timing, path.stem, seconds)
             print(f"{space_name} {label} seed {seed}: best {log['best'].iloc[-1]:.4f}, "
                   f"{len(log)} trial-epochs, {seconds:.0f} s", flush=True)
+
+
+def narrowed(space: SearchSpace, ranges: dict[str, list]) -> SearchSpace:
+    """``space`` with the bounds (or a choice's values) of some searched keys replaced."""
+    unknown = sorted(set(ranges) - set(space.search))
+    if unknown:
+        raise ValueError(f"--range names keys the {space.name} space does not search: {unknown}")
+    search = dict(space.search)
+    for key, values in ranges.items():
+        dist = search[key]
+        if isinstance(dist, Choice):
+            search[key] = Choice(tuple(values))
+        else:  # YAML reads 3e-4 as a string: cast to the bound's own type
+            search[key] = type(dist)(*(type(dist.low)(v) for v in values))
+    return dataclasses.replace(space, search=search)
 
 
 def update_json(path: Path, key: str, value: Any) -> None:
@@ -147,7 +163,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                    help="SweepSettings fields for every method, e.g. grace_period=4")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="fixed config overrides the curves were recorded with")
-    p.add_argument("--variant", default="", help="a label for --sweep settings, e.g. 'grace 3'")
+    p.add_argument("--range", nargs="*", default=[], metavar="KEY=[LOW,HIGH]",
+                   help="narrow searched ranges, e.g. optim/lr=[3e-4,1e-2]")
+    p.add_argument("--variant", default="", help="a label for --sweep or --range, e.g. 'grace 3'")
     p.add_argument("--target-frac", type=float, default=0.95)
     p.add_argument("--target-of", choices=list(_OF), default="runs",
                    help="the target is a fraction of the best val any run found, or of the best "
@@ -161,6 +179,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--curves given {len(opts.curves)} times for {len(opts.space)} spaces")
     opts.settings = _pairs(opts.sweep)
     opts.overrides = _pairs(opts.set)
+    opts.ranges = _pairs(opts.range)
+    if (opts.settings or opts.ranges) and not opts.variant:
+        p.error("--sweep and --range runs need a --variant label, or they would reuse the default's files")
     return opts
 
 
@@ -170,6 +191,11 @@ def _pairs(items: list[str]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     opts = parse(argv)
+    # the simulated trials need none of Tune's per-trial result files (CSV, JSON, TensorBoard);
+    # set here, not on import: every later Tune run of the process would lose them
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    # ...so Tune's result grid finds no result.json to read back: a warning per run, expected here
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     spaces = {s: (opts.curves[i] if opts.curves else default_curves(s))
               for i, s in enumerate(opts.space)}
     if not opts.report_only:

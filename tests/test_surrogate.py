@@ -1,6 +1,7 @@
 """The search benchmark's surrogate: on a synthetic curves table whose best config is known, it
 ranks held-out configs, keeps the budget and early stopping, and its noise is seeded."""
 import ast
+import os
 import sys
 from pathlib import Path
 
@@ -9,8 +10,10 @@ import pandas as pd
 import pytest
 
 from search_spaces import get_space
+from search_spaces.types import Choice, IntUniform, LogUniform
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from search_methods import narrowed  # noqa: E402
 from surrogate import CurveSurrogate, features, reach, validate  # noqa: E402
 
 EGFR = get_space("egfr")
@@ -133,3 +136,16 @@ def test_the_reach_profile_counts_configs_that_reach_a_target_and_when():
     assert profile["configs_reaching"] == "2 of 3" and profile["share"] == pytest.approx(2 / 3)
     assert profile["median_first_epoch"] == 2.0  # epochs 3 and 1
     assert profile["median_stop_epoch_of_misses"] == 4.0
+
+
+def test_a_narrowed_range_keeps_each_distributions_kind():
+    space = narrowed(EGFR, {"optim/lr": ["3e-4", "1e-2"], "train/patience": [5, 9],
+                            "train/batch_size": [16, 32]})
+    assert space.search["optim/lr"] == LogUniform(3e-4, 1e-2)
+    assert space.search["train/patience"] == IntUniform(5, 9)
+    assert space.search["train/batch_size"] == Choice((16, 32))
+    assert space.search["model/dropout"] == EGFR.search["model/dropout"] and space.fixed == EGFR.fixed
+    with pytest.raises(ValueError, match="does not search"):
+        narrowed(EGFR, {"optim/momentum": [0.1, 0.9]})
+    # importing the benchmark left Tune's result files on for every other sweep of the process
+    assert os.environ.get("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS") != "1"

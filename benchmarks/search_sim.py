@@ -27,11 +27,6 @@ from tuning.search.searchers import build_scheduler, build_searcher, tune_metric
 from tuning.search.settings import SweepSettings
 from tuning.search.space import flatten, param_space
 
-# benchmarks/ is no package Ray's workers can import: ship this module by value (and the
-# surrogate's module, in run_method, whatever order the two were imported in)
-if __name__ in sys.modules:
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
-
 EPOCH_SECONDS = "epoch_seconds"
 CHECKPOINT_FILE = "epoch.txt"
 
@@ -135,8 +130,10 @@ def run_method(method: Method, space: SearchSpace, surrogate: Any, *, seed: int,
                           seed=seed, search=method.search, scheduler=method.scheduler,
                           gpus_per_trial=0, **(settings or {}))
     overrides = dict(overrides or {})
-    if type(surrogate).__module__ in sys.modules:
-        cloudpickle.register_pickle_by_value(sys.modules[type(surrogate).__module__])
+    # benchmarks/ is no package Ray's workers can import: ship the trainable's module and the
+    # surrogate's by value
+    for module in {surrogate_trial.__module__, type(surrogate).__module__}:
+        cloudpickle.register_pickle_by_value(sys.modules[module])
     metric = tune_metric(space, sweep)
     log = EpochLog(space.metric, list(space.search))
     trainable = tune.with_parameters(surrogate_trial, surrogate=surrogate, noise_seed=seed,

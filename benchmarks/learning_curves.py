@@ -106,6 +106,7 @@ def main() -> None:
     p.add_argument("--difficulty", default="hard")
     p.add_argument("--seed", type=int, default=0, help="draws the configs")
     p.add_argument("--train-seed", type=int, default=42)
+    p.add_argument("--split-seed", type=int, default=42, help="the train/val split's seed (the seed's 42)")
     p.add_argument("--max-epochs", type=int, help="default: the space's full budget")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="fixed config overrides, e.g. data/shape=[64,64]")
@@ -128,7 +129,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     cfg = TrialConfig.from_dict({**space.fixed, **overrides}).data
     data = prepare(get_task(cfg.task), cfg, DataOptions(phantom_difficulty=opts.difficulty),
-                   seed=opts.train_seed)
+                   seed=opts.split_seed)
     arrays = data.without_test().arrays
     done = set(pd.read_csv(out)["config"]) if out.is_file() else set()
     for i, params in enumerate(configs(space, opts.configs, opts.seed)):

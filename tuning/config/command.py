@@ -16,7 +16,15 @@ from core.data.prepared import DataOptions
 from core.errors import DataError
 from search_spaces import get_space
 from tuning.config.flags import Flag
-from tuning.config.options import GROUPS, LOCAL_MLFLOW, QUICK, RUN_FLAGS, RunOptions, config_keys
+from tuning.config.options import (
+    GROUPS,
+    LOCAL_MLFLOW,
+    QUICK,
+    RUN_FLAGS,
+    RunOptions,
+    config_keys,
+    quick_overrides,
+)
 from tuning.search.searchers import check_search, scheduler_name
 from tuning.search.settings import SweepSettings
 from tuning.tracking.callbacks import local_mlflow_uri
@@ -112,7 +120,7 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         settings = dataclasses.replace(settings, max_epochs=space.quick.get("train/max_epochs"))
     check_search(settings)
     settings = dataclasses.replace(settings, scheduler=scheduler_name(settings))  # auto, resolved
-    overrides = {k: v for k, v in space.quick.items() if k != "train/max_epochs"} if args.quick else {}
+    overrides = quick_overrides(space) if args.quick else {}
     if args.weights is not None:
         if not args.weights.is_file():
             raise DataError(f"--weights {args.weights} is not a file; give a local .pt/.pth state dict")

@@ -241,7 +241,7 @@ def config_keys() -> list[str]:
     return sorted(f.key for f in RUN_FLAGS if f.key != "config")
 
 
-def _quick_overrides(space: SearchSpace) -> dict[str, Any]:
+def quick_overrides(space: SearchSpace) -> dict[str, Any]:
     """What ``--quick`` adds to the overrides (its epoch budget goes to max_epochs instead)."""
     return {k: v for k, v in space.quick.items() if k != "train/max_epochs"}
 
@@ -255,7 +255,7 @@ def run_flags(options: RunOptions) -> tuple[dict[str, Any], dict[str, Any]]:
     space = get_space(options.space) if isinstance(options.space, str) else options.space
     rest = dict(options.overrides)
     weights = rest.pop("model/weights", None)
-    quick = _quick_overrides(space)
+    quick = quick_overrides(space)
     is_quick = bool(quick) and all(k in rest and _plain(rest[k]) == _plain(v) for k, v in quick.items())
     rest = {k: v for k, v in rest.items() if not (is_quick and k in quick)}
     owners = {RunOptions: options, DataOptions: options.data, SweepSettings: options.sweep}

@@ -147,5 +147,8 @@ def test_a_narrowed_range_keeps_each_distributions_kind():
     assert space.search["model/dropout"] == EGFR.search["model/dropout"] and space.fixed == EGFR.fixed
     with pytest.raises(ValueError, match="does not search"):
         narrowed(EGFR, {"optim/momentum": [0.1, 0.9]})
-    # importing the benchmark left Tune's result files on for every other sweep of the process
+
+
+def test_importing_the_search_benchmark_leaves_tunes_result_files_on():
+    # this module imported search_methods: every later sweep of the process still writes them
     assert os.environ.get("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS") != "1"
